@@ -1,0 +1,1 @@
+"""InstruSense: which instruments play in a recording, and when."""
