@@ -1,0 +1,3 @@
+from instrusense.cli import main
+
+raise SystemExit(main())

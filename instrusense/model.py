@@ -1,0 +1,124 @@
+"""Loading an audio-classification checkpoint once and running batched window inference.
+
+Any `transformers` audio-classification checkpoint works (local directory or Hub id). Its labels
+are mapped onto the taxonomy; taxonomy labels the checkpoint lacks score 0.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from instrusense.scores import activate
+from instrusense.settings import DEFAULT_MODEL
+from instrusense.taxonomy import LABEL_INDEX, LABELS, to_taxonomy
+
+log = logging.getLogger(__name__)
+
+HOW_TO_GET_A_MODEL = (
+    "Get the default model by cloning the repository with its models/instrusense folder, train one "
+    "with `python -m finetune.train` (see README, 'Training'), or point INSTRUSENSE_MODEL / --model at "
+    "a local checkpoint directory or a Hugging Face Hub id of an audio-classification model."
+)
+
+
+class ModelUnavailableError(RuntimeError):
+    """The requested checkpoint cannot be loaded; the message says what to do."""
+
+
+@dataclass
+class Tagger:
+    """A loaded checkpoint with what the analysis needs to know about it."""
+
+    model: torch.nn.Module
+    feature_extractor: object
+    model_id: str
+    multi_label: bool
+    sampling_rate: int
+    native_window_seconds: float | None
+    """Input length the model was built for (Whisper-style extractors pad to a fixed length)."""
+    label_map: np.ndarray
+    """(n_model_labels,) taxonomy index of each model output, -1 where it is no taxonomy label."""
+
+    def predict(self, windows: np.ndarray, batch_size: int) -> np.ndarray:
+        """(n_windows, len(LABELS)) confidences for equal-length windows of mono audio."""
+        out = np.zeros((len(windows), len(LABELS)), dtype=np.float32)
+        for i in range(0, len(windows), batch_size):
+            batch = windows[i:i + batch_size]
+            inputs = self.feature_extractor(list(batch), sampling_rate=self.sampling_rate, return_tensors="pt")
+            with torch.inference_mode():
+                logits = self.model(**inputs).logits.float().numpy()
+            out[i:i + len(batch)] = self._to_taxonomy(activate(logits, self.multi_label))
+        return out
+
+    def _to_taxonomy(self, probs: np.ndarray) -> np.ndarray:
+        mapped = np.zeros((probs.shape[0], len(LABELS)), dtype=np.float32)
+        for model_idx, tax_idx in enumerate(self.label_map):
+            if tax_idx >= 0:
+                mapped[:, tax_idx] = np.maximum(mapped[:, tax_idx], probs[:, model_idx])
+        return mapped
+
+
+def label_map_for(id2label: dict[int, str]) -> np.ndarray:
+    """Taxonomy index of each model label (-1 where the label is not an instrument of ours)."""
+    n = len(id2label)
+    mapping = np.full(n, -1, dtype=np.int64)
+    for idx, name in id2label.items():
+        key = to_taxonomy(str(name))
+        if key is not None:
+            mapping[int(idx)] = LABEL_INDEX[key]
+    return mapping
+
+
+def resolve_model_id(model: str | None) -> str:
+    """The checkpoint to use: explicit choice, else the shipped default."""
+    return model or DEFAULT_MODEL
+
+
+@functools.lru_cache(maxsize=2)
+def load_tagger(model_id: str, threads: int = 0) -> Tagger:
+    """Load a checkpoint once per process (cached), ready for inference."""
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stderr stays readable in batches
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    local = Path(model_id)
+    if model_id == DEFAULT_MODEL and not (local / "config.json").is_file():
+        raise ModelUnavailableError(f"The default model is missing ({local}). {HOW_TO_GET_A_MODEL}")
+    looks_local = local.exists() or model_id.startswith((".", "/", "~")) or model_id.count("/") > 1
+    if looks_local and not (local / "config.json").is_file():
+        raise ModelUnavailableError(f"No checkpoint at {model_id} (config.json missing). {HOW_TO_GET_A_MODEL}")
+    try:
+        model = AutoModelForAudioClassification.from_pretrained(model_id, use_safetensors=True)
+        extractor = AutoFeatureExtractor.from_pretrained(model_id)
+    except Exception as exc:  # Hub unreachable, unknown architecture, pickle-only weights, ...
+        raise ModelUnavailableError(f"Could not load the model {model_id!r}: {exc}. {HOW_TO_GET_A_MODEL}") from exc
+    model.eval()
+    label_map = label_map_for(model.config.id2label)
+    if not (label_map >= 0).any():
+        raise ModelUnavailableError(
+            f"The model {model_id!r} has no labels that name instruments of the InstruSense taxonomy "
+            f"(it has e.g. {list(model.config.id2label.values())[:5]}).")
+    n_samples = getattr(extractor, "n_samples", None)
+    rate = int(extractor.sampling_rate)
+    tagger = Tagger(
+        model=model,
+        feature_extractor=extractor,
+        model_id=model_id,
+        multi_label=model.config.problem_type == "multi_label_classification",
+        sampling_rate=rate,
+        native_window_seconds=(n_samples / rate) if n_samples else None,
+        label_map=label_map,
+    )
+    log.info("loaded %s (%s, %d labels, %s, %s window)", model_id, model.config.model_type,
+             len(label_map), "multi-label" if tagger.multi_label else "single-label",
+             f"{tagger.native_window_seconds:g} s" if tagger.native_window_seconds else "free")
+    return tagger

@@ -1,0 +1,68 @@
+"""From window scores to answers: clip-level confidences ("what") and segments ("when").
+
+Pure NumPy; `probs` is always (n_windows, n_labels) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of the recording where one instrument plays."""
+
+    label: str
+    start: float
+    end: float
+    confidence: float
+
+
+def activate(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    """Sigmoid for multi-label checkpoints, softmax over labels for single-label ones."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if multi_label:
+        return 1.0 / (1.0 + np.exp(-logits))
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def clip_confidence(probs: np.ndarray, top_fraction: float) -> np.ndarray:
+    """Per-label confidence for the whole clip: mean of each label's top windows.
+
+    An instrument that plays in only part of a long recording still counts (unlike a plain mean),
+    while a single spurious window is damped (unlike a plain max). Equals the max for short clips.
+    """
+    if probs.shape[0] == 0:
+        return np.zeros(probs.shape[1])
+    k = max(1, math.ceil(top_fraction * probs.shape[0]))
+    top = -np.partition(-probs, k - 1, axis=0)[:k]
+    return top.mean(axis=0)
+
+
+def runs_above(values: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Half-open index ranges [i, j) where values ≥ threshold, adjacent windows merged."""
+    above = np.concatenate([[False], np.asarray(values) >= threshold, [False]])
+    edges = np.flatnonzero(above[1:] != above[:-1])
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def extract_segments(probs: np.ndarray, cell_starts: np.ndarray, cell_ends: np.ndarray,
+                     labels: tuple[str, ...] | list[str], threshold: float, per_label: int) -> list[Segment]:
+    """Merge consecutive windows above `threshold` into segments; keep each label's strongest.
+
+    A segment's confidence is the mean score of its windows; "strongest" ranks by confidence and
+    then length. The result is in time order.
+    """
+    segments: list[Segment] = []
+    for j, label in enumerate(labels):
+        found = [Segment(label, float(cell_starts[a]), float(cell_ends[b - 1]), float(probs[a:b, j].mean()))
+                 for a, b in runs_above(probs[:, j], threshold)]
+        found.sort(key=lambda s: (s.confidence, s.end - s.start), reverse=True)
+        segments.extend(found[:per_label])
+    segments.sort(key=lambda s: (s.start, -s.confidence, s.label))
+    return segments

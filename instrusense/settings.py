@@ -1,0 +1,90 @@
+"""All tunable settings in one place, each overridable by an ``INSTRUSENSE_*`` environment variable.
+
+`.env.example` lists every variable with its default; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = str(REPO_ROOT / "models" / "instrusense")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the setting cannot take."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = DEFAULT_MODEL
+    """Local checkpoint directory or Hugging Face Hub id of an audio-classification model."""
+    window_seconds: float = 3.0
+    """Analysis window for models without a fixed input length (Whisper models bring their own)."""
+    hop_seconds: float = 1.5
+    """Step between windows; the timeline's resolution."""
+    batch_size: int = 16
+    """Windows per forward pass."""
+    threads: int = 0
+    """Torch intra-op threads; 0 keeps torch's default (one per core)."""
+    max_duration_seconds: float = 600.0
+    """Longer recordings are analysed up to this point, with a notice saying so."""
+    min_duration_seconds: float = 0.5
+    """Shorter recordings are refused: too little sound to name an instrument."""
+    silence_dbfs: float = -60.0
+    """Windows (and whole recordings) quieter than this RMS level count as silence."""
+    threshold: float = 0.5
+    """Confidence above which a window counts as the instrument playing (segments)."""
+    segments_per_label: int = 3
+    """Strongest segments kept per instrument."""
+    pool_top_fraction: float = 0.1
+    """Clip confidence = mean of the top fraction of window scores (max for short clips)."""
+    top_k: int = 5
+    """Instruments shown in the app's ranking and label plot, and in the CLI's table."""
+    max_upload_mb: float = 200.0
+    """Largest upload the app accepts."""
+    concurrency_limit: int = 1
+    """Analyses the app runs at once; further requests wait in the queue."""
+    host: str = ""
+    """Address the app listens on; empty lets Gradio decide (GRADIO_SERVER_NAME, else 127.0.0.1)."""
+    port: int = 7860
+    """Port the app listens on."""
+    log_level: str = "INFO"
+    """Level of the logs written to stderr."""
+
+
+def _env_name(field_name: str) -> str:
+    return "INSTRUSENSE_" + field_name.upper()
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Defaults, then environment variables, then explicit overrides (e.g. from CLI flags)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = env.get(_env_name(f.name))
+        if raw is None or raw == "":
+            continue
+        kind = type(f.default)
+        try:
+            values[f.name] = kind(raw)
+        except ValueError as exc:
+            raise SettingsError(f"{_env_name(f.name)}={raw!r} is not a valid {kind.__name__}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)  # type: ignore[arg-type]
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    positive = ("window_seconds", "hop_seconds", "batch_size", "max_duration_seconds", "top_k",
+                "max_upload_mb", "concurrency_limit")
+    for name in positive:
+        if getattr(s, name) <= 0:
+            raise SettingsError(f"{_env_name(name)} must be positive, got {getattr(s, name)}")
+    if not 0.0 < s.threshold < 1.0:
+        raise SettingsError(f"{_env_name('threshold')} must lie between 0 and 1, got {s.threshold}")
+    if not 0.0 < s.pool_top_fraction <= 1.0:
+        raise SettingsError(f"{_env_name('pool_top_fraction')} must lie in (0, 1], got {s.pool_top_fraction}")

@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny random checkpoints and generated recordings."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_model import make_tiny_ast, make_tiny_whisper  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper(tmp_path_factory) -> str:
+    return str(make_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper")))
+
+
+@pytest.fixture(scope="session")
+def tiny_ast(tmp_path_factory) -> str:
+    labels = ["Piano", "Violin, fiddle", "Speech", "Drum kit", "Marimba, xylophone"]
+    return str(make_tiny_ast(tmp_path_factory.mktemp("tiny-ast"), labels))
+
+
+def tone(seconds: float, rate: int, channels: int = 1, freq: float = 440.0, level: float = 0.5) -> np.ndarray:
+    """A harmonic tone with a little noise, (frames, channels) float32."""
+    t = np.arange(int(round(seconds * rate))) / rate
+    x = sum(np.sin(2 * np.pi * freq * k * t) / k for k in (1, 2, 3))
+    x = x / np.abs(x).max() * level if x.size else x
+    rng = np.random.default_rng(0)
+    x = x + rng.normal(0, 0.02 * level, x.shape)
+    return np.repeat(np.asarray(x, np.float32)[:, None], channels, axis=1)
+
+
+@pytest.fixture
+def write_audio(tmp_path):
+    """write_audio(name, seconds=2, rate=16000, channels=1, subtype=None, data=None) -> path."""
+
+    def _write(name: str, seconds: float = 2.0, rate: int = 16000, channels: int = 1,
+               subtype: str | None = None, data: np.ndarray | None = None, fmt: str | None = None) -> str:
+        path = tmp_path / name
+        if data is None:
+            data = tone(seconds, rate, channels)
+        sf.write(str(path), data, rate, subtype=subtype, format=fmt)
+        return str(path)
+
+    return _write
