@@ -99,7 +99,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             gr.Markdown(f"**The model could not be loaded.** {model_error}")
         with gr.Row():
             with gr.Column(scale=1):
-                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", format="wav",
+                audio = gr.Audio(sources=["upload", "microphone"], type="filepath",
                                  label="Recording")
                 button = gr.Button("Analyse", variant="primary")
                 if examples:
