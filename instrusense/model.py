@@ -101,7 +101,7 @@ def load_tagger(model_id: str, threads: int = 0) -> Tagger:
         extractor = AutoFeatureExtractor.from_pretrained(model_id)
     except Exception as exc:  # Hub unreachable, unknown architecture, pickle-only weights, ...
         raise ModelUnavailableError(f"Could not load the model {model_id!r}: {exc}. {HOW_TO_GET_A_MODEL}") from exc
-    model.eval()
+    model = model.float().eval()  # weights may ship in float16; CPUs compute in float32
     label_map = label_map_for(model.config.id2label)
     if not (label_map >= 0).any():
         raise ModelUnavailableError(

@@ -1,0 +1,249 @@
+"""Fine-tune a pretrained audio transformer into the InstruSense instrument classifier.
+
+    python -m finetune.train --base cache/whisper-base --dataset data/instruments \
+        --output_dir models/instrusense --run_dir runs/whisper-l3 --max_steps 1200
+
+Reads like the recipe it is: typed arguments → data in memory → classifier on the pretrained base
+(`finetune.modeling`) → a plain torch loop with on-the-fly augmentation (`finetune.augment`),
+multi-label BCE, a higher learning rate for the new head than for the pretrained encoder, periodic
+evaluation on the held-out-library split, resumable checkpoints → the best checkpoint saved in
+Hugging Face format (float16 safetensors, `id2label` = taxonomy keys, preprocessor config).
+Any `--base` works: a converted Whisper directory or a Hub id (`openai/whisper-base`,
+`MIT/ast-finetuned-audioset-10-10-0.4593`, wav2vec2/HuBERT bases) where the Hub is reachable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import HfArgumentParser
+
+from finetune.augment import augment
+from finetune.clips import Clips, load_clips
+from finetune.metrics import multi_hot, summary
+from finetune.modeling import build_classifier
+from finetune.schema import SAMPLE_RATE
+from instrusense.logs import configure_logging
+from instrusense.taxonomy import LABEL_INDEX, LABELS
+
+log = logging.getLogger("finetune.train")
+
+
+@dataclass
+class ModelArguments:
+    base: str = field(default="cache/whisper-base", metadata={"help": "pretrained checkpoint dir or Hub id"})
+    window_seconds: float = field(default=3.0, metadata={"help": "model input length (Whisper: positions kept)"})
+    encoder_layers: int | None = field(default=None, metadata={"help": "keep only the first N encoder blocks (Whisper)"})
+    projector_size: int = field(default=256, metadata={"help": "width of the classification projector"})
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(default="data/instruments", metadata={"help": "DatasetDict from `python -m finetune.data`"})
+    train_split: str = field(default="train", metadata={"help": "split to train on"})
+    eval_splits: str = field(default="validation,real", metadata={"help": "comma-separated splits to report"})
+    select_on: str = field(default="validation", metadata={"help": "split whose mAP picks the best checkpoint"})
+    augment: bool = field(default=True, metadata={"help": "random recording effects on every training example"})
+    eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N clips per split"})
+
+
+@dataclass
+class TrainArguments:
+    output_dir: str = field(default="models/instrusense", metadata={"help": "where the final model goes"})
+    run_dir: str = field(default="runs/instrusense", metadata={"help": "checkpoints and logs (resumable)"})
+    max_steps: int = field(default=1200, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=16)
+    head_lr: float = field(default=1e-3, metadata={"help": "learning rate of the new head"})
+    encoder_lr: float = field(default=5e-5, metadata={"help": "learning rate of the pretrained encoder (0 freezes it)"})
+    weight_decay: float = field(default=0.01)
+    warmup_fraction: float = field(default=0.05)
+    eval_every: int = field(default=200, metadata={"help": "evaluate and checkpoint every N steps"})
+    threads: int = field(default=0, metadata={"help": "torch threads (0: torch default)"})
+    seed: int = field(default=0)
+    save_dtype: str = field(default="float16", metadata={"help": "dtype of the saved weights (float16 or float32)"})
+
+
+def crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """A random window of `length` samples (zero-padded at a random offset when the clip is shorter)."""
+    if len(wave) >= length:
+        start = int(rng.integers(0, len(wave) - length + 1))
+        return wave[start:start + length], start
+    out = np.zeros(length, np.float32)
+    offset = int(rng.integers(0, length - len(wave) + 1))
+    out[offset:offset + len(wave)] = wave
+    return out, 0
+
+
+class TrainBatches:
+    """Endless, seeded stream of augmented training batches."""
+
+    def __init__(self, clips: Clips, extractor, window: int, batch_size: int, do_augment: bool, seed: int):
+        self.clips, self.extractor, self.window = clips, extractor, window
+        self.batch_size, self.do_augment, self.seed = batch_size, do_augment, seed
+
+    def batch(self, step: int) -> tuple[dict, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        idx = rng.integers(0, len(self.clips), self.batch_size)
+        waves, targets = [], np.zeros((self.batch_size, len(LABELS)), np.float32)
+        for b, i in enumerate(idx):
+            wave, start = crop(self.clips.waves[i], self.window, rng)
+            for label in self.clips.labels_in(int(i), start, self.window):
+                targets[b, LABEL_INDEX[label]] = 1.0
+            if self.do_augment:
+                wave = augment(torch.from_numpy(wave.copy()), SAMPLE_RATE, gen).numpy()
+            waves.append(wave)
+        inputs = self.extractor(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        return dict(inputs), torch.from_numpy(targets)
+
+
+@torch.inference_mode()
+def predict_clips(model, extractor, clips: Clips, window: int, hop: int, batch_size: int = 32) -> np.ndarray:
+    """Clip scores the way the app computes them: windows over the clip, sigmoid, max over windows."""
+    from instrusense.windows import frame
+
+    model.eval()
+    rows, owners = [], []
+    for i, wave in enumerate(clips.waves):
+        w = frame(wave, window, hop)
+        rows.append(w)
+        owners.extend([i] * len(w))
+    windows = np.concatenate(rows)
+    probs = np.zeros((len(windows), len(LABELS)), np.float32)
+    for s in range(0, len(windows), batch_size):
+        inputs = extractor(list(windows[s:s + batch_size]), sampling_rate=SAMPLE_RATE, return_tensors="pt")
+        probs[s:s + batch_size] = torch.sigmoid(model(**inputs).logits.float()).numpy()
+    scores = np.zeros((len(clips), len(LABELS)), np.float32)
+    np.maximum.at(scores, np.asarray(owners), probs)
+    return scores
+
+
+def evaluate_splits(model, extractor, evals: dict[str, Clips], window: int) -> dict[str, dict]:
+    return {name: summary(predict_clips(model, extractor, clips, window, window // 2), multi_hot(clips.labels))
+            for name, clips in evals.items()}
+
+
+def _param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float) -> list[dict]:
+    head, body = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (body if name.split(".")[0] in {"encoder", "model", "audio_spectrogram_transformer", "wav2vec2",
+                                        "hubert"} else head).append(p)
+    if encoder_lr <= 0:
+        for p in body:
+            p.requires_grad_(False)
+        body = []
+    groups = [{"params": head, "lr": head_lr, "weight_decay": weight_decay}]
+    if body:
+        groups.append({"params": body, "lr": encoder_lr, "weight_decay": weight_decay})
+    return groups
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def save_model(model, extractor, out: Path, dtype: str, extra: dict) -> None:
+    """Hugging Face format, loadable by `pipeline("audio-classification", model=out)`."""
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.save_pretrained(out, state_dict=state, safe_serialization=True)
+    extractor.save_pretrained(out)
+    (out / "training_run.json").write_text(json.dumps(extra, indent=2) + "\n")
+
+
+def train(m: ModelArguments, d: DataArguments, t: TrainArguments) -> dict:
+    torch.manual_seed(t.seed)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    run = Path(t.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    model, extractor = build_classifier(m.base, window_seconds=m.window_seconds, encoder_layers=m.encoder_layers,
+                                        projector_size=m.projector_size)
+    window = round(m.window_seconds * SAMPLE_RATE)
+    started = time.time()
+    clips = load_clips(d.dataset, d.train_split)
+    evals = {s: load_clips(d.dataset, s, d.eval_limit, t.seed) for s in d.eval_splits.split(",") if s}
+    log.info("data: %d training clips, eval %s (%.0f s)", len(clips), {k: len(v) for k, v in evals.items()},
+             time.time() - started)
+    batches = TrainBatches(clips, extractor, window, t.batch_size, d.augment, t.seed)
+    optimizer = torch.optim.AdamW(_param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay))
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    step, history, best = 0, [], {"score": -1.0, "step": None}
+    ckpt = run / "checkpoint.pt"
+    if ckpt.is_file():  # resume: our own file, written by this script
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, history, best = state["step"], state["history"], state["best"]
+        log.info("resumed from %s at step %d", ckpt, step)
+    warmup = max(1, int(t.warmup_fraction * t.max_steps))
+    args_record = {"model": asdict(m), "data": asdict(d), "train": asdict(t)}
+
+    bar = tqdm(total=t.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
+    running = None
+    while step < t.max_steps:
+        model.train()
+        inputs, targets = batches.batch(step)
+        for g, lr in zip(optimizer.param_groups, base_lrs):
+            g["lr"] = lr * _lr_factor(step, t.max_steps, warmup)
+        loss = loss_fn(model(**inputs).logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.4f}")
+        if step % t.eval_every == 0 or step == t.max_steps:
+            results = evaluate_splits(model, extractor, evals, window)
+            history.append({"step": step, "loss": running, "elapsed_s": time.time() - started, **results})
+            log.info("step %d loss %.4f %s", step, running, json.dumps(results))
+            score = results.get(d.select_on, {}).get("mAP", -running)
+            if score > best["score"]:
+                best = {"score": score, "step": step}
+                save_model(model, extractor, run / "best", t.save_dtype, {**args_record, "step": step, "eval": results})
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "history": history, "best": best}, ckpt)
+            (run / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+    bar.close()
+    final = Path(t.output_dir)
+    if (run / "best").is_dir():
+        import shutil
+
+        shutil.copytree(run / "best", final, dirs_exist_ok=True)
+    log.info("best step %s (%s mAP %.4f) saved to %s", best["step"], d.select_on, best["score"], final)
+    return {"best": best, "history": history}
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging("INFO")
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainArguments))
+    if argv is None:
+        argv = sys.argv[1:]
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        m, d, t = parser.parse_json_file(argv[0])
+    else:
+        m, d, t = parser.parse_args_into_dataclasses(args=argv)
+    train(m, d, t)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
