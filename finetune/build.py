@@ -1,0 +1,243 @@
+"""Build the instrument dataset: rendered train/validation splits plus a real-recordings split.
+
+:func:`build` (the CLI is ``python -m finetune.data``) writes a ``datasets.DatasetDict`` (``save_to_disk``) with splits ``train`` (rendered, training
+sources), ``validation`` (rendered, held-out sample libraries only) and ``real`` (real recordings,
+evaluation only), and a dataset card (README.md) with counts, measured throughput and size.
+Rendering is deterministic: clip ``i`` of a split depends only on (seed, split, i).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from finetune.music import Part, choose_kind, make_part
+from finetune.render import SAMPLE_RATE, assemble, make_renderer, probe_programs, render_parts
+from finetune.schema import features
+from finetune.sources import SOURCES, Program
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOLDOUT = ("sf_gmbank",)
+SPLIT_CODES = {"train": 1, "validation": 2}
+P_MIXTURE = 0.3
+CHUNK = 64  # clips planned and rendered together (lets TiMidity render a batch per process start)
+MAX_ATTEMPTS = 6
+
+
+@dataclass
+class Library:
+    """An opened source: its renderer and the programs that really sound in it, by label."""
+
+    name: str
+    renderer: object
+    by_label: dict[str, list[Program]]
+    excluded: dict[str, str]
+
+
+def open_library(name: str) -> Library:
+    src = SOURCES[name]
+    renderer = make_renderer(src)
+    usable, excluded = probe_programs(renderer)
+    by_label: dict[str, list[Program]] = {}
+    for p in usable:
+        by_label.setdefault(p.label, []).append(p)
+    return Library(name, renderer, by_label, excluded)
+
+
+@dataclass
+class Stats:
+    clips: Counter = field(default_factory=Counter)  # split
+    seconds: Counter = field(default_factory=Counter)  # split
+    label: Counter = field(default_factory=Counter)  # (split, label)
+    label_source: Counter = field(default_factory=Counter)  # (split, label, source)
+    source: Counter = field(default_factory=Counter)  # (split, source)
+    kind: Counter = field(default_factory=Counter)  # (split, kind)
+    retries: int = 0
+    render_wall: float = 0.0
+
+    def add(self, split: str, r: dict, seconds: float) -> None:
+        self.clips[split] += 1
+        self.seconds[split] += seconds
+        self.source[split, r["source"]] += 1
+        self.kind[split, r["kind"]] += 1
+        for label in r["labels"]:
+            self.label[split, label] += 1
+            self.label_source[split, label, r["source"]] += 1
+
+
+def plan_clip(rng: np.random.Generator, libs: dict[str, Library], seconds: float) -> tuple[str, str, list[Part]]:
+    """(source, kind, parts) of one clip: a single instrument, or a mixture of 2-4 from one library."""
+    all_labels = sorted({l for lib in libs.values() for l in lib.by_label})
+    if rng.random() < P_MIXTURE:
+        name = str(rng.choice(sorted(libs)))
+        lib = libs[name]
+        labels = sorted(lib.by_label)
+        n = int(min(len(labels), rng.integers(2, 5)))
+        parts = []
+        for label in rng.choice(labels, size=n, replace=False):
+            progs = lib.by_label[str(label)]
+            prog = progs[int(rng.integers(len(progs)))]
+            if prog.is_drums:
+                kind = "drums"
+            elif prog.poly:
+                kind = str(rng.choice(["phrase", "chord", "note"], p=[0.5, 0.35, 0.15]))
+            else:
+                kind = str(rng.choice(["phrase", "note"], p=[0.8, 0.2]))
+            part = make_part(rng, prog, kind, seconds)
+            if rng.random() < 0.4:  # enters late and/or leaves early: who plays when
+                a = rng.uniform(0, seconds / 2)
+                b = rng.uniform(min(seconds, a + 1.0), seconds)
+                part = part.clipped(a, b)
+            parts.append(part)
+        return name, "mixture", parts
+    label = str(rng.choice(all_labels))  # labels uniform, so rare instruments are as frequent as pianos
+    names = sorted(n for n, lib in libs.items() if label in lib.by_label)
+    name = str(rng.choice(names))
+    progs = libs[name].by_label[label]
+    prog = progs[int(rng.integers(len(progs)))]
+    kind = choose_kind(rng, prog)
+    return name, kind, [make_part(rng, prog, kind, seconds)]
+
+
+def flac_bytes(audio: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def render_split(split: str, libs: dict[str, Library], n_clips: int, seed: int, seconds: float,
+                 stats: Stats, progress: bool = True):
+    """Yield ``n_clips`` rows of a split, in index order, each seeded by (seed, split, index, attempt)."""
+    code = SPLIT_CODES[split]
+    bar = tqdm(total=n_clips, desc=f"render {split}", unit="clip", disable=not progress, file=sys.stderr)
+    t0 = time.perf_counter()
+    for start in range(0, n_clips, CHUNK):
+        pending = {i: 0 for i in range(start, min(n_clips, start + CHUNK))}
+        done: dict[int, dict] = {}
+        while pending:
+            plans = {}
+            for i, attempt in pending.items():
+                rng = np.random.default_rng([seed, code, i, attempt])
+                plans[i] = (rng, *plan_clip(rng, libs, seconds))
+            audio: dict[tuple[int, int], np.ndarray] = {}
+            for name, lib in libs.items():
+                keys = [(i, k) for i, (_, src, _, parts) in plans.items() if src == name for k in range(len(parts))]
+                outs = render_parts(lib.renderer, [plans[i][3][k] for i, k in keys], seconds)
+                audio.update(zip(keys, outs))
+            retry = {}
+            for i, (rng, src, kind, parts) in plans.items():
+                clip = assemble(rng, parts, [audio[i, k] for k in range(len(parts))], kind, src, seconds)
+                if clip is None and pending[i] + 1 < MAX_ATTEMPTS:
+                    retry[i] = pending[i] + 1
+                    stats.retries += 1
+                elif clip is not None:
+                    done[i] = {"audio": {"bytes": flac_bytes(clip.audio), "path": f"{split}/{i:07d}.flac"},
+                               "labels": clip.labels, "source": clip.source, "kind": clip.kind,
+                               "activity": clip.activity}
+                else:
+                    log.warning("%s clip %d: no usable render after %d attempts, skipped", split, i, MAX_ATTEMPTS)
+            pending = retry
+        for i in sorted(done):
+            stats.add(split, done[i], seconds)
+            yield done[i]
+        bar.update(len(range(start, min(n_clips, start + CHUNK))))
+    bar.close()
+    stats.render_wall += time.perf_counter() - t0
+
+
+# Renderers hold C pointers that `datasets` cannot hash; the generator gets them by key from here.
+_LIVE: dict[str, tuple[dict[str, Library], Stats]] = {}
+
+
+def _rows(key: str, **kwargs):
+    libs, stats = _LIVE[key]
+    yield from render_split(libs=libs, stats=stats, **kwargs)
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, holdout=DEFAULT_HOLDOUT,
+          sources=None, val_fraction: float = 0.15, real: bool = True, progress: bool = True,
+          real_eval_dir: Path | None = None) -> datasets.DatasetDict:
+    """Render, load, save and describe the dataset; returns the saved DatasetDict."""
+    from finetune import card
+    from finetune.real import REAL_EVAL_DIR, real_rows
+
+    names = list(sources) if sources else [n for n, s in SOURCES.items() if s.available()]
+    unknown = [n for n in list(names) + list(holdout) if n not in SOURCES]
+    if unknown:
+        raise ValueError(f"unknown source(s) {unknown}; valid: {sorted(SOURCES)}")
+    missing = [n for n in names if not SOURCES[n].available()]
+    if missing:
+        raise FileNotFoundError(f"source(s) {missing} not installed ({[SOURCES[n].path for n in missing]}); "
+                                "run scripts/install.sh")
+    held = [n for n in names if n in holdout]
+    train_names = [n for n in names if n not in holdout]
+    if not held or not train_names:
+        raise ValueError(f"need at least one held-out and one training source; sources={names}, holdout={list(holdout)}")
+    shared = sorted({SOURCES[n].lineage for n in held} & {SOURCES[n].lineage for n in train_names})
+    if shared:
+        log.warning("held-out and training sources share a lineage %s: validation is not fully independent", shared)
+
+    t_open = time.perf_counter()
+    libs = {n: open_library(n) for n in names}
+    open_seconds = time.perf_counter() - t_open
+    total = max(2, int(round(hours * 3600 / clip_seconds)))
+    n_val = max(1, int(round(total * val_fraction)))
+    n_train = total - n_val
+    stats = Stats()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
+    try:
+        splits = {}
+        for split, n, chosen in (("train", n_train, train_names), ("validation", n_val, held)):
+            _LIVE[f"{cache}/{split}"] = ({k: libs[k] for k in chosen}, stats)
+            splits[split] = datasets.Dataset.from_generator(
+                _rows, features=features(), cache_dir=str(cache / split), keep_in_memory=False,
+                gen_kwargs={"key": f"{cache}/{split}", "split": split, "n_clips": n, "seed": seed,
+                            "seconds": clip_seconds, "progress": progress})
+        if real:
+            t = time.perf_counter()
+            rows = list(real_rows(clip_seconds, real_eval_dir or REAL_EVAL_DIR))
+            for r in rows:
+                stats.add("real", r, len(r["activity"][0]) / 10)
+            splits["real"] = datasets.Dataset.from_list(rows, features=features())
+            log.info("real split: %d clips in %.1f s", len(rows), time.perf_counter() - t)
+        dd = datasets.DatasetDict(splits)
+        target = out
+        tmp_out = out / ".dataset-tmp"
+        dd.save_to_disk(str(tmp_out))
+    finally:
+        for split in SPLIT_CODES:
+            _LIVE.pop(f"{cache}/{split}", None)
+        shutil.rmtree(cache, ignore_errors=True)
+    # move the saved splits into place (out/ may hold an older build)
+    for item in tmp_out.iterdir():
+        dest = target / item.name
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        elif dest.exists():
+            dest.unlink()
+        item.rename(dest)
+    tmp_out.rmdir()
+    sizes = {s: dir_size(target / s) for s in dd}
+    card.write_card(target, libs=libs, stats=stats, sizes=sizes, holdout=held, train_sources=train_names,
+                    open_seconds=open_seconds, argv=sys.argv, seed=seed, hours=hours, clip_seconds=clip_seconds)
+    return datasets.load_from_disk(str(target))

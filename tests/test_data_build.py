@@ -1,0 +1,105 @@
+"""The dataset build end to end on a tiny render: DatasetDict, columns, disjoint sources, card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fluidsynth")
+datasets = pytest.importorskip("datasets")
+
+from finetune.build import build  # noqa: E402
+from finetune.sources import SOURCES  # noqa: E402
+from instrusense.taxonomy import LABEL_INDEX  # noqa: E402
+
+SMALL = ("timgm6mb", "sf_gmbank")
+pytestmark = pytest.mark.skipif(not all(Path(SOURCES[s].path).is_file() for s in SMALL),
+                                reason="timgm6mb / csound SoundFonts not installed")
+REAL_EVAL = Path(__file__).resolve().parents[1].parent / "shared" / "real-eval"
+CLIP = 2.0
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("instruments")
+    build(out, hours=60 * CLIP / 3600, seed=0, clip_seconds=CLIP, holdout=("sf_gmbank",), sources=SMALL,
+          val_fraction=0.2, real=False, progress=False)
+    return out
+
+
+def _decode(value) -> tuple[np.ndarray, int]:
+    samples = value.get_all_samples()
+    return samples.data.numpy(), samples.sample_rate
+
+
+def test_saved_dataset_opens_with_splits_and_columns(built):
+    dd = datasets.load_from_disk(str(built))
+    assert set(dd) == {"train", "validation"}
+    assert len(dd["train"]) + len(dd["validation"]) == 60
+    for split in dd.values():
+        assert set(split.column_names) == {"audio", "labels", "source", "kind", "activity"}
+        assert split.features["audio"].sampling_rate == 16000
+
+
+def test_clips_have_length_level_labels_and_activity(built):
+    dd = datasets.load_from_disk(str(built))
+    for split in dd.values():
+        for row in split:
+            x, sr = _decode(row["audio"])
+            assert sr == 16000 and x.shape == (1, int(CLIP * sr))
+            peak = np.abs(x).max()
+            assert 0.05 < peak < 1.0, "silent or clipped"
+            assert row["labels"] and all(l in LABEL_INDEX for l in row["labels"])
+            assert len(row["labels"]) == len(set(row["labels"]))
+            assert row["kind"] in {"note", "phrase", "chord", "drums", "mixture"}
+            assert (len(row["labels"]) >= 2) == (row["kind"] == "mixture")
+            assert len(row["activity"]) == len(row["labels"])
+            for act in row["activity"]:
+                assert len(act) == int(CLIP * 10) and set(act) <= {0.0, 1.0} and sum(act) > 0
+
+
+def test_splits_are_disjoint_by_source(built):
+    dd = datasets.load_from_disk(str(built))
+    assert set(dd["train"]["source"]) == {"timgm6mb"}
+    assert set(dd["validation"]["source"]) == {"sf_gmbank"}
+
+
+def test_build_is_deterministic(built, tmp_path):
+    again = tmp_path / "again"
+    build(again, hours=60 * CLIP / 3600, seed=0, clip_seconds=CLIP, holdout=("sf_gmbank",), sources=SMALL,
+          val_fraction=0.2, real=False, progress=False)
+    a, b = datasets.load_from_disk(str(built)), datasets.load_from_disk(str(again))
+    for split in a:
+        assert a[split]["labels"] == b[split]["labels"]
+        for i in (0, len(a[split]) - 1):
+            np.testing.assert_array_equal(_decode(a[split][i]["audio"])[0], _decode(b[split][i]["audio"])[0])
+
+
+def test_card_reports_measurements(built):
+    card = (built / "README.md").read_text()
+    for needle in ("real time", "size per hour", "Clips per label and split", "Held-out library",
+                   "independent training sources", "timgm6mb", "sf_gmbank"):
+        assert needle in card, needle
+
+
+def test_holdout_must_leave_training_sources(tmp_path):
+    with pytest.raises(ValueError, match="held-out"):
+        build(tmp_path, hours=0.001, sources=("timgm6mb",), holdout=("timgm6mb",), real=False, progress=False)
+
+
+@pytest.mark.skipif(not (REAL_EVAL / "labels.csv").is_file(), reason="shared/real-eval not beside the clone")
+def test_real_split_loads_real_eval():
+    from finetune.real import real_eval_rows
+    from finetune.schema import features
+
+    rows = list(real_eval_rows(REAL_EVAL))
+    assert len(rows) == 159
+    ds = datasets.Dataset.from_list(rows, features=features())
+    assert set(ds["source"]) == {"real-eval"} and set(ds["kind"]) == {"real"}
+    assert len({l for ls in ds["labels"] for l in ls}) == 7
+    x, sr = _decode(ds[0]["audio"])
+    assert sr == 16000 and x.shape[0] == 1 and 0 < np.abs(x).max() <= 1.0
+    assert len(ds[0]["activity"][0]) == int(np.ceil(x.shape[1] / sr * 10 - 1e-6))
+    assert all(set(a) == {1.0} for acts in ds["activity"] for a in acts)
