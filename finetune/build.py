@@ -1,6 +1,7 @@
 """Build the instrument dataset: rendered train/validation splits plus a real-recordings split.
 
-:func:`build` (the CLI is ``python -m finetune.data``) writes a ``datasets.DatasetDict`` (``save_to_disk``) with splits ``train`` (rendered, training
+:func:`build` (the CLI is ``python -m finetune.data``) writes a ``datasets.DatasetDict``
+(``save_to_disk``) with splits ``train`` (rendered, training
 sources), ``validation`` (rendered, held-out sample libraries only) and ``real`` (real recordings,
 evaluation only), and a dataset card (README.md) with counts, measured throughput and size.
 Rendering is deterministic: clip ``i`` of a split depends only on (seed, split, i).
@@ -8,7 +9,6 @@ Rendering is deterministic: clip ``i`` of a split depends only on (seed, split, 
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import shutil
@@ -190,7 +190,8 @@ def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, hol
     held = [n for n in names if n in holdout]
     train_names = [n for n in names if n not in holdout]
     if not held or not train_names:
-        raise ValueError(f"need at least one held-out and one training source; sources={names}, holdout={list(holdout)}")
+        raise ValueError(f"need at least one held-out and one training source; "
+                         f"sources={names}, holdout={list(holdout)}")
     shared = sorted({SOURCES[n].lineage for n in held} & {SOURCES[n].lineage for n in train_names})
     if shared:
         log.warning("held-out and training sources share a lineage %s: validation is not fully independent", shared)

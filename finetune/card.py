@@ -54,7 +54,8 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
     cmd = "python -m finetune.data " + " ".join(shlex.quote(a) for a in argv[1:]) if argv else ""
 
     parts = [
-        "---\npretty_name: InstruSense rendered instruments\nlicense: other\ntask_categories:\n- audio-classification\n---",
+        "---\npretty_name: InstruSense rendered instruments\nlicense: other\n"
+        "task_categories:\n- audio-classification\n---",
         "# InstruSense instrument dataset",
         f"Built {datetime.datetime.now().isoformat(timespec='seconds')} with `{cmd}` "
         f"(seed {seed}, {hours:g} h requested, {clip_seconds:g} s clips, 16 kHz mono).",

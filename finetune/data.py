@@ -31,15 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="render seed (same seed, same dataset)")
     ap.add_argument("--clip-seconds", type=float, default=4.0, help="length of every rendered clip")
     ap.add_argument("--holdout", nargs="+", default=list(DEFAULT_HOLDOUT), choices=sorted(SOURCES),
-                    help="sample libraries held out of training; they alone make the validation split")
-    ap.add_argument("--sources", nargs="+", default=None, choices=sorted(SOURCES),
-                    help="libraries to render from (default: every installed one)")
+                    metavar="NAME", help=f"sample libraries held out of training; they alone make the validation "
+                    f"split ({', '.join(sorted(SOURCES))})")
+    ap.add_argument("--sources", nargs="+", default=None, choices=sorted(SOURCES), metavar="NAME",
+                    help="libraries to render from; none given: every installed one")
     ap.add_argument("--val-fraction", type=float, default=0.15, help="share of the hours for validation")
     ap.add_argument("--no-real", action="store_true", help="skip the real-recordings split")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    datasets.disable_progress_bars() if args.quiet else None
+    if args.quiet:
+        datasets.disable_progress_bars()
     t = time.perf_counter()
     dd = build(args.out, args.hours, args.seed, args.clip_seconds, tuple(args.holdout), args.sources,
                args.val_fraction, real=not args.no_real, progress=not args.quiet)

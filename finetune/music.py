@@ -167,7 +167,8 @@ def chords(rng: np.random.Generator, prog: Program, seconds: float) -> Part:
         vel = _vel(rng, 35, 120)
         dur = length * rng.uniform(0.6, 1.0)
         for k, p in enumerate(voicing):
-            part.notes.append(Note(t + k * strum, max(0.05, dur - k * strum), p, int(np.clip(vel + rng.normal(0, 6), 10, 127))))
+            v = int(np.clip(vel + rng.normal(0, 6), 10, 127))
+            part.notes.append(Note(t + k * strum, max(0.05, dur - k * strum), p, v))
         t += length
     return part
 

@@ -49,6 +49,8 @@ LMMS_RULES: list[tuple[str, str]] = [
     (r"^instruments/violin", "violin"),
     (r"^latin/latin_guitar", "acoustic_guitar"),
     (r"^stringsnpads/strings01", "string_section"),
+    (r"^basses/(?!bass01)", "synthesizer"),  # acid / rave / techno synth basses (bass01: unclear, left out)
+    (r"^bassloops/", "synthesizer"),  # TB-303 and synth bass lines
 ]
 
 
@@ -71,7 +73,8 @@ def read_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.ascontiguousarray(mono, dtype=np.float32)
 
 
-def windows(audio: np.ndarray, clip_seconds: float, max_windows: int, sample_rate: int = SAMPLE_RATE) -> list[np.ndarray]:
+def windows(audio: np.ndarray, clip_seconds: float, max_windows: int,
+            sample_rate: int = SAMPLE_RATE) -> list[np.ndarray]:
     """Up to ``max_windows`` consecutive clip-length pieces of a file (a short file is one piece),
     skipping near-silent ones."""
     n = int(round(clip_seconds * sample_rate))

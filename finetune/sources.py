@@ -63,7 +63,8 @@ SOURCES: dict[str, Source] = {
         Source("fluidr3", "/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluidsynth", "fluidr3",
                "FluidR3 GM (Frank Wen), Debian fluid-soundfont-gm"),
         Source("musescore", "/usr/share/sounds/sf3/MuseScore_General_Full.sf3", "fluidsynth", "fluidr3",
-               "MuseScore General (S. Christian Collins, derived from FluidR3Mono), Debian musescore-general-soundfont"),
+               "MuseScore General (S. Christian Collins, derived from FluidR3Mono), "
+               "Debian musescore-general-soundfont"),
         Source("timgm6mb", "/usr/share/sounds/sf2/TimGM6mb.sf2", "fluidsynth", "timgm6mb",
                "TimGM6mb (Tim Brechbill), Debian timgm6mb-soundfont"),
         Source("sf_gmbank", "/usr/share/sounds/sf2/sf_GMbank.sf2", "fluidsynth", "sf_gmbank",

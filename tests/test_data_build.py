@@ -103,3 +103,15 @@ def test_real_split_loads_real_eval():
     assert sr == 16000 and x.shape[0] == 1 and 0 < np.abs(x).max() <= 1.0
     assert len(ds[0]["activity"][0]) == int(np.ceil(x.shape[1] / sr * 10 - 1e-6))
     assert all(set(a) == {1.0} for acts in ds["activity"] for a in acts)
+
+
+def test_cli_writes_a_loadable_dataset(tmp_path):
+    from finetune.data import main
+
+    out = tmp_path / "cli"
+    assert main(["--out", str(out), "--hours", str(10 * CLIP / 3600), "--clip-seconds", str(CLIP), "--seed", "1",
+                 "--sources", *SMALL, "--holdout", "sf_gmbank", "--no-real", "--quiet"]) == 0
+    dd = datasets.load_from_disk(str(out))
+    assert len(dd["train"]) + len(dd["validation"]) == 10
+    assert (out / "README.md").is_file()
+    assert not any(p.name.startswith(".") for p in out.iterdir())  # no build leftovers

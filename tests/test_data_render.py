@@ -92,3 +92,34 @@ def test_mixture_labels_match_parts(tim):
     drums = clip.activity[clip.labels.index("drums")]
     assert sum(drums[:10]) == 0 and sum(drums[10:]) > 0
     assert np.abs(clip.audio).max() < 1.0
+
+
+def test_every_label_has_two_independent_training_lineages():
+    from finetune.build import DEFAULT_HOLDOUT
+    from finetune.render import make_renderer
+
+    # One library per lineage is enough (FluidR3 stands for FluidR3 + MuseScore General).
+    names = [n for n in ("fluidr3", "timgm6mb", "sf_gmbank", "freepats")
+             if n not in DEFAULT_HOLDOUT and SOURCES[n].available()]
+    if len(names) < 3:
+        pytest.skip(f"needs the Debian sample libraries installed, found only {names}")
+    lineages: dict[str, set[str]] = {l: set() for l in LABELS}
+    for n in names:
+        usable, _ = probe_programs(make_renderer(SOURCES[n]))
+        for p in usable:
+            lineages[p.label].add(SOURCES[n].lineage)
+    short = {l: v for l, v in lineages.items() if len(v) < 2}
+    assert not short, short
+
+
+@pytest.mark.skipif(not SOURCES["freepats"].available(), reason="timidity / freepats not installed")
+def test_timidity_batches_stay_aligned():
+    from finetune.render import TimidityRenderer
+
+    prog = next(p for p in load_programs() if p.gm_name.startswith("Acoustic Guitar (nylon)"))
+    parts = [Part(prog, [Note(0.8 + 0.1 * i, 0.4, 60, 110)]) for i in range(5)]
+    outs = TimidityRenderer(SOURCES["freepats"]).render_many(parts, SECONDS)
+    for i, a in enumerate(outs):
+        assert a.shape == (int(SECONDS * SAMPLE_RATE),)
+        onset = np.argmax(np.abs(a) > 0.05 * np.abs(a).max()) / SAMPLE_RATE
+        assert abs(onset - (0.8 + 0.1 * i)) < 0.02, (i, onset)  # no dropped initial silence, no drift
