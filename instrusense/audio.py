@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 384_000
-_BLOCK_FRAMES = 1 << 20  # decode in blocks so that many-channel files never sit in memory whole
+_MAX_FILTER_TAPS = 1 << 21  # bounds torchaudio's resampling filter bank (~8 MB of float32)
+_BLOCK_SAMPLES = 1 << 22  # decode in blocks of ~16 MB so that many-channel files never sit in memory whole
 
 
 class AudioError(ValueError):
@@ -61,18 +62,39 @@ def clean(samples: np.ndarray) -> tuple[np.ndarray, int]:
     n_bad = int(bad.sum())
     if n_bad:
         samples = np.where(bad, np.float32(0.0), samples)
-    peak = float(np.max(np.abs(samples))) if samples.size else 0.0
+    peak = max(float(samples.max()), -float(samples.min())) if samples.size else 0.0  # no |x| copy
     if peak > 1.0:
         samples = samples / np.float32(peak)
     return samples, n_bad
 
 
 def resample(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """Band-limited resampling (torchaudio's windowed sinc)."""
+    """Band-limited resampling (torchaudio's windowed sinc) to ``round(len * new / orig)`` samples.
+
+    torchaudio's filter bank holds (orig/g)·(new/g) taps, g = gcd(orig, new): a few thousand for the usual
+    rates, but tens of GB for an odd one such as 383 999 Hz. Such a rate is first rounded to the nearest
+    rate with a small filter bank (a change of at most 0.1 %, which the tagger does not hear), so memory
+    stays bounded whatever a file's header claims.
+    """
     if orig_rate == new_rate or samples.size == 0:
         return samples.astype(np.float32, copy=False)
-    out = AF.resample(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), orig_rate, new_rate)
-    return out.numpy()
+    target = round(len(samples) * new_rate / orig_rate)
+    rate = _tractable_rate(orig_rate, new_rate)
+    if rate == new_rate:
+        out = np.asarray(samples, dtype=np.float32)
+    else:
+        out = AF.resample(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), rate, new_rate).numpy()
+    return out[:target] if len(out) >= target else np.pad(out, (0, target - len(out)))
+
+
+def _tractable_rate(orig: int, new: int) -> int:
+    """`orig`, or the nearest rate whose filter bank towards `new` stays small (see `resample`)."""
+    for step in (1, 2, 4, 5, 8, 10, 20, 25, 50, 100, 200, 500, 1000):
+        rate = max(round(orig / step) * step, step)
+        g = math.gcd(rate, new)
+        if (rate // g) * (new // g) <= _MAX_FILTER_TAPS:
+            return rate
+    return orig
 
 
 def rms_dbfs(samples: np.ndarray) -> float:
@@ -85,15 +107,22 @@ def rms_dbfs(samples: np.ndarray) -> float:
 
 def _decode_soundfile(path: Path, max_seconds: float) -> tuple[np.ndarray, int, float]:
     with sf.SoundFile(str(path)) as f:
-        rate, total = int(f.samplerate), int(f.frames)
+        rate, total, channels = int(f.samplerate), int(f.frames), max(int(f.channels), 1)
         _check_rate(rate)
         if total <= 0:
             raise AudioError("The recording is empty (it holds no audio samples).")
         limit = min(total, int(math.ceil(max_seconds * rate)))
-        parts = [to_mono(block) for block in f.blocks(blocksize=_BLOCK_FRAMES, dtype="float32",
-                                                     always_2d=True, frames=limit)]
-    samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-    return samples, rate, total / rate
+        samples = np.empty(limit, np.float32)  # filled block by block: no list of parts to concatenate
+        block = np.empty((min(max(_BLOCK_SAMPLES // channels, 1), limit), channels), np.float32)
+        filled = 0
+        while filled < limit:
+            got = f.read(out=block[:limit - filled])  # only the frames really read (never stale buffer)
+            if len(got) == 0:
+                break
+            samples[filled:filled + len(got)] = to_mono(got)
+            filled += len(got)
+    # A header may claim more frames than the file holds: trust what was actually read.
+    return samples[:filled], rate, (total if filled == limit else filled) / rate
 
 
 def _decode_ffmpeg(path: Path, max_seconds: float) -> tuple[np.ndarray, int, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -19,3 +20,19 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "urllib3", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fields(**values: object) -> str:
+    """``key=value`` pairs for one machine-readable log line.
+
+    Strings are JSON-quoted, so a file name holding spaces, quotes or newlines cannot forge a line.
+    """
+
+    def fmt(v: object) -> str:
+        if isinstance(v, float):
+            return f"{v:.3f}"
+        if isinstance(v, (int, type(None))):
+            return json.dumps(v)
+        return json.dumps(str(v), ensure_ascii=False)
+
+    return " ".join(f"{k}={fmt(v)}" for k, v in values.items())

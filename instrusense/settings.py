@@ -30,7 +30,7 @@ class Settings:
     threads: int = 0
     """Torch intra-op threads; 0 keeps torch's default (one per core)."""
     max_duration_seconds: float = 600.0
-    """Longer recordings are analysed up to this point, with a notice saying so."""
+    """Longer recordings are analysed up to this point, with a notice saying so (bounds memory and time)."""
     min_duration_seconds: float = 0.5
     """Shorter recordings are refused: too little sound to name an instrument."""
     silence_dbfs: float = -60.0
@@ -44,9 +44,11 @@ class Settings:
     top_k: int = 5
     """Instruments shown in the app's ranking and label plot, and in the CLI's table."""
     max_upload_mb: float = 200.0
-    """Largest upload the app accepts."""
+    """Largest upload the app accepts, in MB; Gradio refuses larger ones (HTTP 413) before any analysis."""
+    request_timeout_seconds: float = 60.0
+    """An app request still analysing after this long is stopped with a message (checked between batches)."""
     concurrency_limit: int = 1
-    """Analyses the app runs at once; further requests wait in the queue."""
+    """Analyses the app runs at once (one shared model); further requests wait in the queue."""
     host: str = ""
     """Address the app listens on; empty lets Gradio decide (GRADIO_SERVER_NAME, else 127.0.0.1)."""
     port: int = 7860
@@ -80,7 +82,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
 
 def _validate(s: Settings) -> None:
     positive = ("window_seconds", "hop_seconds", "batch_size", "max_duration_seconds", "top_k",
-                "max_upload_mb", "concurrency_limit")
+                "max_upload_mb", "request_timeout_seconds", "concurrency_limit")
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"{_env_name(name)} must be positive, got {getattr(s, name)}")
