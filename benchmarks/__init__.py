@@ -1,0 +1,1 @@
+"""Speed and memory benchmark of InstruSense, run by hand: ``python -m benchmarks.run`` (see README)."""
