@@ -63,3 +63,21 @@ def summary(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
         "mixture_mAP": mean_average_precision(scores[mix], y[mix]) if mix.any() else float("nan"),
         "macro_f1": float(np.mean(list(per_label_f1(scores, y).values()))) if len(y) else float("nan"),
     }
+
+
+def part_metrics(scores: np.ndarray, y: np.ndarray) -> dict:
+    """One row of the evaluation table: every metric on one group of clips (solo clips or mixtures).
+
+    On mixtures, top-k and family accuracy count a hit when the top prediction(s) name one of the
+    instruments present; mAP and F1 score every label present in the group.
+    """
+    f1 = per_label_f1(scores, y) if len(y) else {}
+    return {
+        "clips": int(len(y)),
+        "top1": topk_accuracy(scores, y, 1),
+        "top3": topk_accuracy(scores, y, 3),
+        "family": family_accuracy(scores, y),
+        "mAP": mean_average_precision(scores, y),
+        "macro_f1": float(np.mean(list(f1.values()))) if f1 else float("nan"),
+        "per_label_f1": f1,
+    }

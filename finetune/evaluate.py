@@ -1,0 +1,313 @@
+"""One command, one table: every model on the same held-out and real clips, scored the same way.
+
+    python -m finetune.evaluate --dataset data/instruments-10h --whisper models/instrusense \
+        --ast runs/baselines/ast/model --mfcc runs/baselines/mfcc --out finetune/results \
+        [--card models/instrusense/README.md] [--limit N]
+
+Rows: model × part — validation solo clips, validation mixtures (the held-out SoundFont, never seen
+in training), real recordings (all) and the shared/real-eval subset alone. Columns: clips, top-1,
+top-3, family accuracy, mAP, macro F1 (threshold 0.5); per-label F1 for every row in results.json.
+Hugging Face models are scored by `finetune.train.predict_clips` (3 s windows, hop 1.5 s, sigmoid,
+max over windows: what the app does), the MFCC baseline by the same windows. A model whose path is
+missing is skipped with a note. Writes results.json and results.md to --out; with --card, the
+markdown also goes between `<!-- eval:start -->` and `<!-- eval:end -->` of a model card.
+`--from_results` re-renders the markdown (and the card) from an existing results.json.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import HfArgumentParser
+
+from finetune.clips import Clips, load_clips
+from finetune.metrics import multi_hot, part_metrics, solo_mask
+from finetune.schema import SAMPLE_RATE
+from instrusense.logs import configure_logging
+from instrusense.taxonomy import LABELS
+
+log = logging.getLogger("finetune.evaluate")
+
+CARD_START, CARD_END = "<!-- eval:start -->", "<!-- eval:end -->"
+FINE_TUNED = "whisper"
+MODEL_TITLES = {
+    "mfcc": "MFCC statistics + logistic regression",
+    "ast": "small AST from scratch",
+    "whisper": "fine-tuned Whisper-base",
+}
+# (row name, split, which clips of the split)
+PARTS = (
+    ("validation solo", "validation", "solo"),
+    ("validation mixtures", "validation", "mixtures"),
+    ("real (all)", "real", "all"),
+    ("real-eval only", "real", "real-eval"),
+)
+# The issue's quality bars: (row, metric, minimum).
+BARS = (
+    ("validation solo", "top1", 0.85),
+    ("validation solo", "family", 0.95),
+    ("validation mixtures", "mAP", 0.80),
+    ("real-eval only", "top1", 0.70),
+)
+
+
+@dataclass
+class EvalArguments:
+    dataset: str = field(default="data/instruments-10h", metadata={"help": "DatasetDict with validation and real"})
+    whisper: str | None = field(default="models/instrusense", metadata={"help": "fine-tuned Whisper checkpoint"})
+    ast: str | None = field(default="runs/baselines/ast/model", metadata={"help": "AST baseline checkpoint"})
+    mfcc: str | None = field(default="runs/baselines/mfcc", metadata={"help": "MFCC baseline folder"})
+    out: str = field(default="finetune/results", metadata={"help": "folder for results.json and results.md"})
+    card: str | None = field(default=None, metadata={"help": "model card README.md to refresh between the markers"})
+    limit: int | None = field(default=None, metadata={"help": "score at most N clips per split (quick runs)"})
+    seed: int = field(default=0, metadata={"help": "seed of the --limit subset"})
+    batch_size: int = field(default=32)
+    threads: int = field(default=0, metadata={"help": "torch threads (0: torch default)"})
+    from_results: bool = field(default=False, metadata={"help": "only re-render out/results.json (and the card)"})
+
+
+# ------------------------------------------------------------------------------------------- scoring
+
+
+def part_mask(clips: Clips, which: str) -> np.ndarray:
+    solo = solo_mask(multi_hot(clips.labels))
+    if which == "solo":
+        return solo
+    if which == "mixtures":
+        return ~solo
+    if which == "all":
+        return np.ones(len(clips), bool)
+    return np.asarray([s == which for s in clips.sources], bool)  # one recording set
+
+
+def score_parts(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> dict[str, dict]:
+    """Row name -> metrics, for the rows whose split was scored and that hold clips."""
+    rows = {}
+    for name, split, which in PARTS:
+        if split not in scores:
+            continue
+        mask = part_mask(splits[split], which)
+        if mask.any():
+            rows[name] = part_metrics(scores[split][mask], multi_hot(splits[split].labels)[mask])
+    return rows
+
+
+def _hf_window_seconds(path: Path, extractor) -> float:
+    run = path / "training_run.json"
+    if run.is_file():
+        return float(json.loads(run.read_text())["model"]["window_seconds"])
+    n_samples = getattr(extractor, "n_samples", None)
+    return n_samples / extractor.sampling_rate if n_samples else 3.0
+
+
+def hf_scorer(path: str, batch_size: int):
+    """Clip scorer for a checkpoint trained by finetune.train (outputs = the taxonomy, in order)."""
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    from finetune.train import predict_clips
+
+    model = AutoModelForAudioClassification.from_pretrained(path, use_safetensors=True).float().eval()
+    extractor = AutoFeatureExtractor.from_pretrained(path)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if tuple(names) != LABELS:
+        raise ValueError(f"{path}: outputs are not the taxonomy labels in order (got {names[:4]}...)")
+    window = round(_hf_window_seconds(Path(path), extractor) * SAMPLE_RATE)
+    info = {"path": path, "type": model.config.model_type, "window_seconds": window / SAMPLE_RATE,
+            "parameters": int(sum(p.numel() for p in model.parameters()))}
+    return (lambda clips: predict_clips(model, extractor, clips, window, window // 2, batch_size)), info
+
+
+def mfcc_scorer(path: str, batch_size: int):
+    from finetune.baselines import MfccBaseline
+
+    model = MfccBaseline.load(path)
+    info = {"path": path, "type": "mfcc-logreg", "window_seconds": model.window_seconds,
+            "parameters": int(model.coef.size + model.intercept.size)}
+    return model.predict, info
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform()}
+
+
+def evaluate(a: EvalArguments, command: str = "") -> dict:
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    started = time.time()
+    splits = {s: load_clips(a.dataset, s, a.limit, a.seed) for s in dict.fromkeys(p[1] for p in PARTS)}
+    log.info("data: %s (%.0f s)", {k: len(v) for k, v in splits.items()}, time.time() - started)
+    results = {"command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+               "args": asdict(a), "machine": machine(), "models": {}, "skipped": {}}
+    for key, path, make in (("mfcc", a.mfcc, mfcc_scorer), ("ast", a.ast, hf_scorer),
+                            ("whisper", a.whisper, hf_scorer)):
+        marker = "model.npz" if key == "mfcc" else "config.json"
+        if not path or not (Path(path) / marker).is_file():
+            note = f"no {marker} at {path}" if path else "not given"
+            log.warning("skipping %s: %s", MODEL_TITLES[key], note)
+            results["skipped"][key] = note
+            continue
+        t0 = time.time()
+        scorer, info = make(path, a.batch_size)
+        scores = {name: scorer(clips) for name, clips in splits.items()}
+        info["seconds"] = round(time.time() - t0, 1)
+        info["rows"] = score_parts(scores, splits)
+        results["models"][key] = info
+        log.info("%s: %s (%.0f s)", key, json.dumps({r: {k: v for k, v in m.items() if k != "per_label_f1"}
+                                                     for r, m in info["rows"].items()}), info["seconds"])
+    results["bars"] = check_bars(results["models"])
+    return results
+
+
+# ------------------------------------------------------------------------------------------ reporting
+
+
+def check_bars(models: dict) -> list[dict]:
+    """The issue's bars for the fine-tuned model, and whether it beats each baseline on every row
+    (top-1 on solo rows, mAP on the mixture row)."""
+    out = []
+    tuned = models.get(FINE_TUNED)
+    if tuned is None:
+        return out
+    for row, metric, minimum in BARS:
+        value = tuned["rows"].get(row, {}).get(metric, float("nan"))
+        out.append({"check": f"{row}: {metric} ≥ {minimum:g}", "value": value,
+                    "passed": bool(value >= minimum) if not math.isnan(value) else None})
+    for base in ("mfcc", "ast"):
+        if base not in models:
+            continue
+        for row, _, which in PARTS:
+            metric = "mAP" if which == "mixtures" else "top1"
+            if row not in tuned["rows"] or row not in models[base]["rows"]:
+                continue
+            mine, theirs = tuned["rows"][row][metric], models[base]["rows"][row][metric]
+            out.append({"check": f"{row}: {metric} beats {MODEL_TITLES[base]}", "value": mine, "baseline": theirs,
+                        "passed": bool(mine > theirs)})
+    return out
+
+
+def _pct(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def _num(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def render_markdown(results: dict) -> str:
+    models = results["models"]
+    m = results["machine"]
+    rows = []
+    for key, info in models.items():
+        for name, _, _ in PARTS:
+            if name in info["rows"]:
+                r = info["rows"][name]
+                rows.append([MODEL_TITLES[key], name, r["clips"], _pct(r["top1"]), _pct(r["top3"]), _pct(r["family"]),
+                             _num(r["mAP"]), _num(r["macro_f1"])])
+    parts = [
+        "## Evaluation",
+        f"`{results['command']}` — {results['date']}, dataset `{results['args']['dataset']}`"
+        + (f", at most {results['args']['limit']} clips per split" if results["args"].get("limit") else "") + ".",
+        f"Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable, {m['torch_threads']} torch threads), "
+        f"torch {m['torch']}, Python {m['python']}.",
+        "Validation = a SoundFont never used in training (held-out source); real = real recordings "
+        "(shared/real-eval + Debian samples), never used in training. Clip scores: 3 s windows, hop 1.5 s, "
+        "max over windows (as the app). Top-1/top-3/family in %: on mixtures a hit is a top prediction naming "
+        "(the family of) one instrument present. mAP: macro over the labels present in the row. "
+        "Macro F1 at threshold 0.5.",
+        _table(["model", "split", "clips", "top-1", "top-3", "family", "mAP", "macro F1"], rows) if rows
+        else "_No model was available to evaluate._",
+    ]
+    if results.get("skipped"):
+        parts.append("Not evaluated: " + "; ".join(f"{MODEL_TITLES[k]} ({v})" for k, v in results["skipped"].items())
+                     + ".")
+    if results.get("bars"):
+        parts.append("### Bars (fine-tuned model)\n" + _table(
+            ["check", "value", "baseline", "passed"],
+            [[b["check"], _num(b["value"]), _num(b.get("baseline")),
+              {True: "yes", False: "**no**", None: "–"}[b["passed"]]] for b in results["bars"]]))
+    tuned = models.get(FINE_TUNED)
+    if tuned:
+        names = [n for n, _, _ in PARTS if n in tuned["rows"]]
+        label_rows = [[label] + [_num(tuned["rows"][n]["per_label_f1"].get(label, float("nan"))) for n in names]
+                      for label in LABELS]
+        parts.append(f"### Per-label F1 ({MODEL_TITLES[FINE_TUNED]}, threshold 0.5; – = label absent)\n"
+                     + _table(["label"] + names, label_rows))
+    return "\n\n".join(parts) + "\n"
+
+
+def update_card(card: str | Path, section: str) -> bool:
+    """Put `section` between the eval markers of an existing card (markers appended if missing)."""
+    card = Path(card)
+    if not card.is_file():
+        log.warning("no model card at %s; not updated", card)
+        return False
+    text = card.read_text()
+    block = f"{CARD_START}\n{section.rstrip()}\n{CARD_END}"
+    start, end = text.find(CARD_START), text.find(CARD_END)
+    if start >= 0 and end > start:
+        text = text[:start] + block + text[end + len(CARD_END):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    card.write_text(text)
+    log.info("model card %s updated", card)
+    return True
+
+
+def _json_safe(x):
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging("INFO")
+    argv = sys.argv[1:] if argv is None else argv
+    (a,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
+    out = Path(a.out)
+    if a.from_results:
+        results = json.loads((out / "results.json").read_text())  # NaN were written as null
+    else:
+        results = evaluate(a, "python -m finetune.evaluate " + shlex.join(argv))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(_json_safe(results), indent=2, ensure_ascii=False) + "\n")
+    markdown = render_markdown(results)
+    (out / "results.md").write_text(markdown)
+    if a.card:
+        update_card(a.card, markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Evaluation: the metrics on hand-made scores, the MFCC baseline end to end, the one-command table."""
+
+import json
+
+import datasets
+import numpy as np
+import pytest
+
+from conftest import tone
+from finetune.baselines import AstArguments, MfccArguments, MfccBaseline, fit_mfcc, make_ast
+from finetune.evaluate import CARD_END, CARD_START, main as evaluate_main
+from finetune.metrics import family_accuracy, mean_average_precision, multi_hot, part_metrics, topk_accuracy
+from finetune.schema import features
+from instrusense.taxonomy import LABEL_INDEX, LABELS
+
+TONES = [("flute", 880.0), ("cello", 110.0), ("piano", 440.0), ("tuba", 55.0)]
+
+
+def _scores(rows: list[dict[str, float]]) -> np.ndarray:
+    s = np.zeros((len(rows), len(LABELS)), np.float32)
+    for i, r in enumerate(rows):
+        for label, v in r.items():
+            s[i, LABEL_INDEX[label]] = v
+    return s
+
+
+def test_metrics_on_a_hand_made_example():
+    y = multi_hot([["violin"], ["flute"], ["trumpet"], ["drums"]])
+    scores = _scores([
+        {"violin": 0.9, "cello": 0.5},  # top-1 right
+        {"oboe": 0.8, "clarinet": 0.7, "flute": 0.6},  # third, right family
+        {"violin": 0.9, "piano": 0.8, "organ": 0.7, "trumpet": 0.1},  # not in top-3, wrong family
+        {"drums": 0.4},  # right
+    ])
+    assert topk_accuracy(scores, y, 1) == pytest.approx(0.5)
+    assert topk_accuracy(scores, y, 3) == pytest.approx(0.75)
+    assert family_accuracy(scores, y) == pytest.approx(0.75)
+    # AP per present label: violin: positive ranked 1st of 2 scored 0.9 -> ties count against: 0.5;
+    # flute 1.0 (only positive, highest flute score); trumpet 1.0; drums 1.0
+    assert mean_average_precision(scores, y) == pytest.approx((0.5 + 1 + 1 + 1) / 4)
+    row = part_metrics(scores, y)
+    assert row["clips"] == 4 and set(row["per_label_f1"]) == {"violin", "flute", "trumpet", "drums"}
+    assert row["per_label_f1"]["violin"] == pytest.approx(2 / 3)  # 1 TP, 1 FP
+    assert row["per_label_f1"]["trumpet"] == 0.0
+    # a mixture counts as a top-1 hit when the top prediction is any instrument present
+    mix = multi_hot([["cello", "flute"]])
+    assert topk_accuracy(_scores([{"flute": 0.9, "oboe": 0.5}]), mix, 1) == 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval-data")
+
+    def split(items, source, kind):
+        rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": []}
+        for labels, wave, src in items:
+            rows["audio"].append({"array": wave, "sampling_rate": 16000})
+            rows["labels"].append(labels)
+            rows["source"].append(src or source)
+            rows["kind"].append(kind if len(labels) == 1 else "mixture")
+            rows["activity"].append([[1.0] * 40 for _ in labels])
+        return datasets.Dataset.from_dict(rows, features=features())
+
+    solo = [([label], tone(4.0, 16000, freq=f, level=lv)[:, 0], None) for label, f in TONES for lv in (0.2, 0.5, 0.8)]
+    pair = tone(4.0, 16000, freq=880.0)[:, 0] * 0.5 + tone(4.0, 16000, freq=110.0)[:, 0] * 0.5
+    datasets.DatasetDict({
+        "train": split(solo, "synthetic", "note"),
+        "validation": split(solo[::3] + [(["flute", "cello"], pair, None)], "heldout", "note"),
+        "real": split([(lab, w, "real-eval" if i % 2 else "other") for i, (lab, w, _) in enumerate(solo[1::3])],
+                      "", "real"),
+    }).save_to_disk(str(out))
+    return str(out)
+
+
+@pytest.fixture(scope="module")
+def mfcc_dir(tiny_dataset, tmp_path_factory):
+    model, record = fit_mfcc(MfccArguments(dataset=tiny_dataset, threads=0))
+    return str(model.save(tmp_path_factory.mktemp("mfcc"), record))
+
+
+def test_mfcc_baseline_end_to_end(mfcc_dir, tiny_dataset):
+    from finetune.clips import load_clips
+
+    model = MfccBaseline.load(mfcc_dir)
+    with np.load(f"{mfcc_dir}/model.npz", allow_pickle=False) as z:  # no pickle anywhere
+        assert z["coef"].shape == (len(LABELS), 160)
+    clips = load_clips(tiny_dataset, "validation")
+    scores = model.predict(clips)
+    assert scores.shape == (len(clips), len(LABELS)) and np.all((scores >= 0) & (scores <= 1))
+    y = multi_hot(clips.labels)
+    solo = y.sum(axis=1) == 1
+    assert topk_accuracy(scores[solo], y[solo], 1) >= 0.75  # four distinct tones are easy
+    assert topk_accuracy(scores[solo], y[solo], 3) == 1.0
+    assert scores[:, LABEL_INDEX["violin"]].max() < 0.01  # never seen in training
+
+
+def test_evaluate_writes_one_table_for_every_model(tiny_dataset, tiny_whisper, mfcc_dir, tmp_path):
+    ast = make_ast(tmp_path / "ast", AstArguments(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                                  intermediate_size=32, num_mel_bins=32))
+    card = tmp_path / "README.md"
+    card.write_text(f"# model\n\n{CARD_START}\nSTALE TABLE\n{CARD_END}\n\nafter\n")
+    out = tmp_path / "results"
+    assert evaluate_main(["--dataset", tiny_dataset, "--whisper", tiny_whisper, "--ast", str(ast),
+                          "--mfcc", mfcc_dir, "--out", str(out), "--card", str(card)]) == 0
+    md = (out / "results.md").read_text()
+    for title in ("MFCC statistics + logistic regression", "small AST from scratch", "fine-tuned Whisper-base"):
+        for part in ("validation solo", "validation mixtures", "real (all)", "real-eval only"):
+            assert f"| {title} | {part} |" in md
+    assert "Per-label F1" in md and "| flute |" in md and "python -m finetune.evaluate" in md
+    results = json.loads((out / "results.json").read_text())
+    rows = results["models"]["whisper"]["rows"]
+    assert rows["validation solo"]["clips"] == 4 and rows["validation mixtures"]["clips"] == 1
+    assert rows["real (all)"]["clips"] == 4 and rows["real-eval only"]["clips"] == 2
+    assert set(rows["validation solo"]["per_label_f1"]) == {"flute", "cello", "piano", "tuba"}
+    assert results["machine"]["torch"]
+    text = card.read_text()
+    assert "STALE TABLE" not in text and "after" in text and text.count(CARD_START) == 1
+    assert "| fine-tuned Whisper-base |" in text
+
+    # a missing model is skipped with a note, not an error
+    assert evaluate_main(["--dataset", tiny_dataset, "--whisper", str(tmp_path / "nope"), "--ast", "",
+                          "--mfcc", mfcc_dir, "--out", str(tmp_path / "r2"), "--limit", "3"]) == 0
+    md2 = (tmp_path / "r2" / "results.md").read_text()
+    assert "Not evaluated" in md2 and "| fine-tuned Whisper-base |" not in md2
