@@ -53,6 +53,8 @@ class DataArguments:
     eval_splits: str = field(default="validation,real", metadata={"help": "comma-separated splits to report"})
     select_on: str = field(default="validation", metadata={"help": "split whose mAP picks the best checkpoint"})
     augment: bool = field(default=True, metadata={"help": "random recording effects on every training example"})
+    short_fraction: float = field(default=0.25, metadata={
+        "help": "share of examples cut to 0.5–3 s and zero-padded, as the app pads short recordings"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N clips per split"})
 
 
@@ -69,6 +71,7 @@ class TrainArguments:
     eval_every: int = field(default=200, metadata={"help": "evaluate and checkpoint every N steps"})
     threads: int = field(default=0, metadata={"help": "torch threads (0: torch default)"})
     seed: int = field(default=0)
+    init_batches: int = field(default=24, metadata={"help": "batches used to initialise the projector from data"})
     save_dtype: str = field(default="float16", metadata={"help": "dtype of the saved weights (float16 or float32)"})
 
 
@@ -86,9 +89,11 @@ def crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.nd
 class TrainBatches:
     """Endless, seeded stream of augmented training batches."""
 
-    def __init__(self, clips: Clips, extractor, window: int, batch_size: int, do_augment: bool, seed: int):
+    def __init__(self, clips: Clips, extractor, window: int, batch_size: int, do_augment: bool, seed: int,
+                 short_fraction: float = 0.0):
         self.clips, self.extractor, self.window = clips, extractor, window
         self.batch_size, self.do_augment, self.seed = batch_size, do_augment, seed
+        self.short_fraction = short_fraction
 
     def batch(self, step: int) -> tuple[dict, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -97,7 +102,11 @@ class TrainBatches:
         waves, targets = [], np.zeros((self.batch_size, len(LABELS)), np.float32)
         for b, i in enumerate(idx):
             wave, start = crop(self.clips.waves[i], self.window, rng)
-            for label in self.clips.labels_in(int(i), start, self.window):
+            length = self.window
+            if rng.random() < self.short_fraction:  # a short recording, padded at the end like the app does
+                length = int(rng.integers(SAMPLE_RATE // 2, self.window))
+                wave = np.concatenate([wave[:length], np.zeros(self.window - length, np.float32)])
+            for label in self.clips.labels_in(int(i), start, length):
                 targets[b, LABEL_INDEX[label]] = 1.0
             if self.do_augment:
                 wave = augment(torch.from_numpy(wave.copy()), SAMPLE_RATE, gen).numpy()
@@ -130,6 +139,45 @@ def predict_clips(model, extractor, clips: Clips, window: int, hop: int, batch_s
 def evaluate_splits(model, extractor, evals: dict[str, Clips], window: int) -> dict[str, dict]:
     return {name: summary(predict_clips(model, extractor, clips, window, window // 2), multi_hot(clips.labels))
             for name, clips in evals.items()}
+
+
+@torch.no_grad()
+def init_head_from_data(model, batches: TrainBatches, n_batches: int) -> None:
+    """Data-dependent init of the Whisper projector: standardise, then project on principal axes.
+
+    The residual stream of Whisper's encoder carries a few huge, nearly constant dimensions; a
+    randomly initialised linear projector passes them on and the classifier sees almost the same
+    pooled vector for every clip, so training crawls. Because the projector is linear and pooling is
+    a mean, fitting it on time-averaged hidden states is exact. The model class stays standard.
+    """
+    if not getattr(model.config, "use_weighted_layer_sum", False) or not hasattr(model, "projector"):
+        return
+    model.eval()
+    pooled, targets = [], []
+    for step in range(n_batches):
+        inputs, target = batches.batch(10**9 + step)  # steps the training loop never draws
+        targets.append(target)
+        hidden = torch.stack(model.encoder(inputs["input_features"], output_hidden_states=True).hidden_states, 1)
+        weights = torch.softmax(model.layer_weights, dim=-1).view(1, -1, 1, 1)
+        pooled.append((hidden * weights).sum(1).mean(1))
+    x = torch.cat(pooled).double()
+    mu, sigma = x.mean(0), x.std(0).clamp_min(1e-3)
+    z = (x - mu) / sigma
+    _, s, vt = torch.linalg.svd(z - z.mean(0), full_matrices=False)
+    out_dim = model.projector.out_features
+    k = min(out_dim, vt.shape[0])
+    comp = vt[:k] / (s[:k, None] / math.sqrt(len(z))).clamp_min(1e-3)  # unit variance per component
+    weight = torch.zeros(out_dim, x.shape[1], dtype=torch.float64)
+    weight[:k] = comp / sigma[None, :]
+    model.projector.weight.copy_(weight.float())
+    model.projector.bias.copy_((-weight @ mu).float())
+    # Start every label at its base rate: with a zero bias each sigmoid starts at 0.5 and the
+    # optimizer spends thousands of steps only learning that most instruments are absent.
+    prior = torch.cat(targets).mean(0).clamp(1e-3, 0.5)
+    model.classifier.bias.copy_(torch.log(prior / (1 - prior)))
+    model.classifier.weight.mul_(0.1)
+    log.info("projector initialised from %d windows (%d principal axes); classifier bias at label priors",
+             len(x), k)
 
 
 def _param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float) -> list[dict]:
@@ -179,7 +227,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments) -> dict:
     evals = {s: load_clips(d.dataset, s, d.eval_limit, t.seed) for s in d.eval_splits.split(",") if s}
     log.info("data: %d training clips, eval %s (%.0f s)", len(clips), {k: len(v) for k, v in evals.items()},
              time.time() - started)
-    batches = TrainBatches(clips, extractor, window, t.batch_size, d.augment, t.seed)
+    batches = TrainBatches(clips, extractor, window, t.batch_size, d.augment, t.seed, d.short_fraction)
     optimizer = torch.optim.AdamW(_param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -192,6 +240,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         step, history, best = state["step"], state["history"], state["best"]
         log.info("resumed from %s at step %d", ckpt, step)
+    else:
+        init_head_from_data(model, batches, n_batches=t.init_batches)
     warmup = max(1, int(t.warmup_fraction * t.max_steps))
     args_record = {"model": asdict(m), "data": asdict(d), "train": asdict(t)}
 
