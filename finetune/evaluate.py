@@ -34,13 +34,13 @@ from transformers import HfArgumentParser
 
 from finetune.clips import Clips, load_clips
 from finetune.metrics import multi_hot, part_metrics, solo_mask
+from finetune.model_card import CARD_END, CARD_START
 from finetune.schema import SAMPLE_RATE
 from instrusense.logs import configure_logging
 from instrusense.taxonomy import LABELS
 
 log = logging.getLogger("finetune.evaluate")
 
-CARD_START, CARD_END = "<!-- eval:start -->", "<!-- eval:end -->"
 FINE_TUNED = "whisper"
 MODEL_TITLES = {
     "mfcc": "MFCC statistics + logistic regression",

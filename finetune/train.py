@@ -30,6 +30,7 @@ from transformers import HfArgumentParser
 from finetune.augment import augment
 from finetune.clips import Clips, load_clips
 from finetune.metrics import multi_hot, summary
+from finetune.model_card import write_model_card
 from finetune.modeling import build_classifier
 from finetune.schema import SAMPLE_RATE
 from instrusense.logs import configure_logging
@@ -213,7 +214,7 @@ def save_model(model, extractor, out: Path, dtype: str, extra: dict) -> None:
     (out / "training_run.json").write_text(json.dumps(extra, indent=2) + "\n")
 
 
-def train(m: ModelArguments, d: DataArguments, t: TrainArguments) -> dict:
+def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str] | None = None) -> dict:
     torch.manual_seed(t.seed)
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -243,7 +244,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments) -> dict:
     else:
         init_head_from_data(model, batches, n_batches=t.init_batches)
     warmup = max(1, int(t.warmup_fraction * t.max_steps))
-    args_record = {"model": asdict(m), "data": asdict(d), "train": asdict(t)}
+    args_record = {"model": asdict(m), "data": asdict(d), "train": asdict(t), "argv": argv}
 
     bar = tqdm(total=t.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
     running = None
@@ -278,6 +279,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments) -> dict:
         import shutil
 
         shutil.copytree(run / "best", final, dirs_exist_ok=True)
+        write_model_card(final, args_record, best["step"], history, argv or [])
     log.info("best step %s (%s mAP %.4f) saved to %s", best["step"], d.select_on, best["score"], final)
     return {"best": best, "history": history}
 
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         m, d, t = parser.parse_json_file(argv[0])
     else:
         m, d, t = parser.parse_args_into_dataclasses(args=argv)
-    train(m, d, t)
+    train(m, d, t, argv)
     return 0
 
 

@@ -1,0 +1,133 @@
+"""The model card (README.md beside the weights): what the model is, how it was made, how well it does.
+
+The evaluation table is filled in between markers by `python -m finetune.evaluate --card ...`.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from instrusense.taxonomy import FAMILIES
+
+CARD_START, CARD_END = "<!-- eval:start -->", "<!-- eval:end -->"
+
+
+def render_card(run: dict, best_step: int | None, history: list[dict], command: str) -> str:
+    m, d, t = run["model"], run["data"], run["train"]
+    wall = history[-1]["elapsed_s"] if history else float("nan")
+    families = "\n".join(f"| {fam} | {', '.join(labels)} |" for fam, labels in FAMILIES.items())
+    curve = "\n".join(
+        f"| {h['step']} | {h['loss']:.4f} | {h.get('validation', {}).get('top1', float('nan')):.3f} | "
+        f"{h.get('validation', {}).get('mAP', float('nan')):.3f} | {h.get('real', {}).get('top1', float('nan')):.3f} | "
+        f"{h.get('real', {}).get('mAP', float('nan')):.3f} |" for h in history)
+    return f"""---
+license: mit
+library_name: transformers
+pipeline_tag: audio-classification
+base_model: openai/whisper-base
+tags: [audio-classification, musical-instruments, instrusense]
+---
+
+# InstruSense instrument tagger
+
+Multi-label classifier over the 28 instruments of the InstruSense taxonomy, fine-tuned from OpenAI
+Whisper-base's encoder (MIT licence; imported offline from the CTranslate2 copy on PyPI by
+`finetune/import_whisper.py`). It scores {m['window_seconds']:g} s windows; the InstruSense app slides it over
+a recording for the timeline.
+
+```python
+from transformers import pipeline
+tagger = pipeline("audio-classification", model="models/instrusense")
+tagger("clip.wav", top_k=3)     # sigmoid confidences (multi-label)
+```
+
+or `python -m instrusense analyze clip.wav` for a whole recording with segments.
+
+| family | labels (`id2label`) |
+|---|---|
+{families}
+
+## Model
+
+`WhisperForAudioClassification`: the first {m['encoder_layers'] or 'all'} encoder blocks of Whisper-base (deeper
+blocks specialise in speech and transfer worst to instruments; dropping them also makes inference
+cheaper), the positional table cut to {m['window_seconds']:g} s, a learned weighted sum of the kept hidden states,
+a {m['projector_size']}-wide projector, mean pooling over time and a sigmoid per label
+(`problem_type = multi_label_classification`). Weights are stored in {t['save_dtype']} safetensors.
+
+## Training
+
+Data: `{d['dataset']}` (see its dataset card): notes, phrases, chords, drum patterns and 2–4
+instrument mixtures rendered from FluidR3 GM, MuseScore General, TimGM6mb and freepats; the csound GM
+bank is held out for validation; real recordings are never used for training. Every example is a
+random {m['window_seconds']:g} s crop with on-the-fly recording effects (`finetune/augment.py`: synthetic-room
+reverb, EQ, phone/laptop band-limiting, background noise at random SNR, gain, compression);
+{d['short_fraction']:.0%} are cut to 0.5–{m['window_seconds']:g} s and zero-padded, as the app pads short recordings.
+
+Recipe: the projector is initialised from data (standardised principal axes of the pooled hidden
+states) and the classifier bias at the label priors; then the whole model is fine-tuned with AdamW
+(head lr {t['head_lr']:g}, encoder lr {t['encoder_lr']:g}, warm-up {t['warmup_fraction']:.0%}, cosine decay), multi-label
+BCE, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}. The checkpoint with the best validation mAP
+(step {best_step}) is the one shipped.
+
+```bash
+{command}
+```
+
+Wall time: {wall / 60:.0f} min for the whole run including periodic evaluation, on the 2-core CPU
+described in the evaluation section (no GPU).
+
+Training curve (evaluation every {t['eval_every']} steps; validation limited to {d['eval_limit']} clips):
+
+| step | loss | validation top-1 | validation mAP | real top-1 | real mAP |
+|---|---|---|---|---|---|
+{curve}
+
+## Evaluation
+
+{CARD_START}
+Run `python -m finetune.evaluate --card models/instrusense/README.md ...` to fill in this section.
+{CARD_END}
+
+## Limitations
+
+Trained only on rendered SoundFont audio: real recordings differ (room, microphones, playing
+technique), and the gap shows in the real-recording rows above. The real-recording split covers only
+the instruments with free real samples on the build machine; the other labels are measured on the
+held-out SoundFont alone. Voices, synthesizers and ensembles are broad classes.
+"""
+
+
+def write_model_card(model_dir: Path, run: dict, best_step: int | None, history: list[dict], argv: list[str]) -> Path:
+    """Write README.md next to the weights, keeping an existing evaluation section."""
+    card = model_dir / "README.md"
+    text = render_card(run, best_step, history, "python -m finetune.train " + shlex.join(argv))
+    if card.is_file():
+        old = card.read_text()
+        if CARD_START in old and CARD_END in old:
+            kept = old[old.index(CARD_START):old.index(CARD_END)]
+            text = text[:text.index(CARD_START)] + kept + text[text.index(CARD_END):]
+    card.write_text(text)
+    return card
+
+
+def main() -> None:
+    """Rewrite the card of an existing model from its run directory (`runs/NAME`)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m finetune.model_card")
+    ap.add_argument("--model", default="models/instrusense")
+    ap.add_argument("--run", required=True, help="the run directory of finetune.train")
+    ap.add_argument("--argv", default=None, help="the training command's arguments, if the run did not record them")
+    args = ap.parse_args()
+    run_dir, model_dir = Path(args.run), Path(args.model)
+    info = json.loads((model_dir / "training_run.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    argv = shlex.split(args.argv) if args.argv else (info.get("argv") or [])
+    write_model_card(model_dir, info, info.get("step"), history, argv)
+
+
+if __name__ == "__main__":
+    main()
