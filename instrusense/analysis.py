@@ -13,7 +13,7 @@ from instrusense.model import Tagger
 from instrusense.scores import Segment, clip_confidence, extract_segments
 from instrusense.settings import Settings
 from instrusense.taxonomy import FAMILY_OF, LABELS
-from instrusense.windows import frame, window_cells
+from instrusense.windows import choose_hop, frame, window_cells
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings) -> Ana
         notices.append(f"{rec.nonfinite_samples} invalid samples (NaN/Inf) were treated as silence.")
 
     window_s = tagger.native_window_seconds or settings.window_seconds
-    hop_s = min(settings.hop_seconds, window_s)
+    hop_s = choose_hop(rec.duration, window_s, settings.hop_seconds, settings.max_windows)
     window, hop = round(window_s * rec.sample_rate), round(hop_s * rec.sample_rate)
     windows = frame(rec.samples, window, hop)
     starts, ends = window_cells(len(windows), window_s, hop_s, rec.duration)

@@ -25,6 +25,8 @@ class Settings:
     """Analysis window for models without a fixed input length (Whisper models bring their own)."""
     hop_seconds: float = 1.5
     """Step between windows; the timeline's resolution."""
+    max_windows: int = 64
+    """Long recordings get a wider hop (up to the window length) so that about this many windows run."""
     batch_size: int = 16
     """Windows per forward pass."""
     threads: int = 0
@@ -81,7 +83,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
 
 
 def _validate(s: Settings) -> None:
-    positive = ("window_seconds", "hop_seconds", "batch_size", "max_duration_seconds", "top_k",
+    positive = ("window_seconds", "hop_seconds", "max_windows", "batch_size", "max_duration_seconds", "top_k",
                 "max_upload_mb", "request_timeout_seconds", "concurrency_limit")
     for name in positive:
         if getattr(s, name) <= 0:
