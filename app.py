@@ -21,7 +21,7 @@ from instrusense.analysis import Analysis, analyze_file
 from instrusense.audio import AudioError
 from instrusense.export import analysis_record, audacity_labels, segments_csv
 from instrusense.logs import configure_logging, fields
-from instrusense.model import ModelUnavailableError, Tagger, load_tagger, resolve_model_id
+from instrusense.model import ModelUnavailableError, Tagger, tagger_for
 from instrusense.plot import label_plot
 from instrusense.settings import REPO_ROOT, Settings, load_settings
 from instrusense.taxonomy import display_name
@@ -35,7 +35,7 @@ NOT_AN_UPLOAD = "Send the recording itself as a file upload; URLs and server pat
 
 def _load(settings: Settings) -> tuple[Tagger | None, str | None]:
     try:
-        return load_tagger(resolve_model_id(settings.model), settings.threads), None
+        return tagger_for(settings), None
     except ModelUnavailableError as exc:
         log.error("%s", exc)
         return None, str(exc)

@@ -53,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.timing import render_plot
     from instrusense.analysis import analyze_file
-    from instrusense.model import load_tagger
+    from instrusense.model import tagger_for
     from instrusense.plot import label_plot
     from instrusense.settings import load_settings
 
     imported = time.time()
     settings = load_settings(model=args.model)
-    tagger = load_tagger(args.model, settings.threads)
+    tagger = tagger_for(settings)
     loaded = time.time()
     rss_loaded, maxrss_loaded = _status_kb("VmRSS"), _maxrss_kb()
     peak_reset = _reset_peak()

@@ -119,10 +119,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         import torch
 
         from benchmarks.timing import compare
-        from instrusense.model import load_tagger
+        from instrusense.model import tagger_for
 
         settings = load_settings(model=args.model)
-        tagger = load_tagger(args.model, settings.threads)
+        tagger = tagger_for(settings)
         results["machine"]["torch_threads"] = torch.get_num_threads()  # as the analysis runs (INSTRUSENSE_THREADS)
         results["model"] = model_info(tagger, settings, args.model)
         if "e2e" not in args.skip:

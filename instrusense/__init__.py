@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 def analyze(path: str | Path, model: str | None = None) -> "Analysis":
     """Analyse one file with the default (or given) model; raises AudioError / ModelUnavailableError."""
     from instrusense.analysis import analyze_file
-    from instrusense.model import load_tagger, resolve_model_id
+    from instrusense.model import tagger_for
     from instrusense.settings import load_settings
 
     settings = load_settings(model=model)
-    return analyze_file(path, load_tagger(resolve_model_id(settings.model), settings.threads), settings)
+    return analyze_file(path, tagger_for(settings), settings)

@@ -19,7 +19,7 @@ from instrusense.analysis import Analysis, analyze_file
 from instrusense.audio import AudioError
 from instrusense.export import analysis_record, error_record
 from instrusense.logs import configure_logging
-from instrusense.model import ModelUnavailableError, Tagger, load_tagger, resolve_model_id
+from instrusense.model import ModelUnavailableError, Tagger, tagger_for
 from instrusense.settings import Settings, SettingsError, load_settings
 from instrusense.taxonomy import display_name
 
@@ -76,7 +76,7 @@ def format_table(record: dict, analysis: Analysis | None, top_k: int) -> str:
 def run_analyze(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     tagger, model_error = None, None
     try:
-        tagger = load_tagger(resolve_model_id(settings.model), settings.threads)
+        tagger = tagger_for(settings)
     except ModelUnavailableError as exc:
         model_error = str(exc)
         log.error("%s", exc)

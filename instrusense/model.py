@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from instrusense.scores import activate
-from instrusense.settings import DEFAULT_MODEL
+from instrusense.settings import DEFAULT_MODEL, Settings
 from instrusense.taxonomy import LABEL_INDEX, LABELS, to_taxonomy
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,27 @@ def label_map_for(id2label: dict[int, str]) -> np.ndarray:
     return mapping
 
 
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of the linear layers: about twice as fast on CPUs, weights stay as shipped."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao's eager API; still the CPU fast path in 2.9
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def resolve_model_id(model: str | None) -> str:
     """The checkpoint to use: explicit choice, else the shipped default."""
     return model or DEFAULT_MODEL
 
 
+def tagger_for(settings: Settings) -> Tagger:
+    """The (cached) tagger the settings ask for."""
+    return load_tagger(resolve_model_id(settings.model), settings.threads, settings.quantize)
+
+
 @functools.lru_cache(maxsize=2)
-def load_tagger(model_id: str, threads: int = 0) -> Tagger:
+def load_tagger(model_id: str, threads: int = 0, quantize: bool = False) -> Tagger:
     """Load a checkpoint once per process (cached), ready for inference."""
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
     from transformers.utils import logging as hf_logging
@@ -102,6 +116,8 @@ def load_tagger(model_id: str, threads: int = 0) -> Tagger:
     except Exception as exc:  # Hub unreachable, unknown architecture, pickle-only weights, ...
         raise ModelUnavailableError(f"Could not load the model {model_id!r}: {exc}. {HOW_TO_GET_A_MODEL}") from exc
     model = model.float().eval()  # weights may ship in float16; CPUs compute in float32
+    if quantize:
+        model = quantize_int8(model)
     label_map = label_map_for(model.config.id2label)
     if not (label_map >= 0).any():
         raise ModelUnavailableError(
@@ -118,7 +134,8 @@ def load_tagger(model_id: str, threads: int = 0) -> Tagger:
         native_window_seconds=(n_samples / rate) if n_samples else None,
         label_map=label_map,
     )
-    log.info("loaded %s (%s, %d labels, %s, %s window)", model_id, model.config.model_type,
+    log.info("loaded %s (%s%s, %d labels, %s, %s window)", model_id, model.config.model_type,
+             ", int8" if quantize else "",
              len(label_map), "multi-label" if tagger.multi_label else "single-label",
              f"{tagger.native_window_seconds:g} s" if tagger.native_window_seconds else "free")
     return tagger

@@ -31,6 +31,8 @@ class Settings:
     """Windows per forward pass."""
     threads: int = 0
     """Torch intra-op threads; 0 keeps torch's default (one per core)."""
+    quantize: bool = False
+    """Run the model's linear layers in dynamic int8 (faster on CPUs; see README, Speed)."""
     max_duration_seconds: float = 600.0
     """Longer recordings are analysed up to this point, with a notice saying so (bounds memory and time)."""
     min_duration_seconds: float = 0.5
@@ -63,6 +65,15 @@ def _env_name(field_name: str) -> str:
     return "INSTRUSENSE_" + field_name.upper()
 
 
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(raw)
+
+
 def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
     """Defaults, then environment variables, then explicit overrides (e.g. from CLI flags)."""
     env = os.environ if environ is None else environ
@@ -73,7 +84,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
             continue
         kind = type(f.default)
         try:
-            values[f.name] = kind(raw)
+            values[f.name] = _parse_bool(raw) if kind is bool else kind(raw)
         except ValueError as exc:
             raise SettingsError(f"{_env_name(f.name)}={raw!r} is not a valid {kind.__name__}") from exc
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -35,7 +35,12 @@ def test_environment_overrides_defaults_and_flags_override_environment():
     assert load_settings({}) == Settings()
 
 
-@pytest.mark.parametrize("env", [{"INSTRUSENSE_BATCH_SIZE": "many"}, {"INSTRUSENSE_THRESHOLD": "1.5"},
+def test_boolean_settings_read_words_not_truthiness():
+    assert load_settings({"INSTRUSENSE_QUANTIZE": "false"}).quantize is False
+    assert load_settings({"INSTRUSENSE_QUANTIZE": "1"}).quantize is True
+
+
+@pytest.mark.parametrize("env", [{"INSTRUSENSE_QUANTIZE": "maybe"}, {"INSTRUSENSE_BATCH_SIZE": "many"}, {"INSTRUSENSE_THRESHOLD": "1.5"},
                                  {"INSTRUSENSE_HOP_SECONDS": "0"}])
 def test_bad_settings_name_the_variable(env):
     with pytest.raises(SettingsError, match=next(iter(env))):
