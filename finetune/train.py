@@ -142,43 +142,51 @@ def evaluate_splits(model, extractor, evals: dict[str, Clips], window: int) -> d
             for name, clips in evals.items()}
 
 
+def _output_layer(model) -> torch.nn.Linear:
+    """The last linear layer producing one logit per label (any audio-classification head)."""
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == model.config.num_labels]
+    return layers[-1]
+
+
 @torch.no_grad()
 def init_head_from_data(model, batches: TrainBatches, n_batches: int) -> None:
-    """Data-dependent init of the Whisper projector: standardise, then project on principal axes.
+    """Data-dependent head init: label-prior biases, and for Whisper a standardising projector.
 
-    The residual stream of Whisper's encoder carries a few huge, nearly constant dimensions; a
-    randomly initialised linear projector passes them on and the classifier sees almost the same
-    pooled vector for every clip, so training crawls. Because the projector is linear and pooling is
-    a mean, fitting it on time-averaged hidden states is exact. The model class stays standard.
+    With a zero bias every sigmoid starts at 0.5 and the optimizer spends thousands of steps only
+    learning that most instruments are absent, so each label starts at its base rate instead.
+    Whisper's residual stream also carries a few huge, nearly constant dimensions; a randomly
+    initialised linear projector passes them on and the classifier sees almost the same pooled vector
+    for every clip. Because the projector is linear and pooling is a mean, fitting it (standardised
+    principal axes) on time-averaged hidden states is exact. The model classes stay standard.
     """
-    if not getattr(model.config, "use_weighted_layer_sum", False) or not hasattr(model, "projector"):
-        return
     model.eval()
+    whisper = getattr(model.config, "use_weighted_layer_sum", False) and hasattr(model, "projector")
     pooled, targets = [], []
     for step in range(n_batches):
         inputs, target = batches.batch(10**9 + step)  # steps the training loop never draws
         targets.append(target)
-        hidden = torch.stack(model.encoder(inputs["input_features"], output_hidden_states=True).hidden_states, 1)
-        weights = torch.softmax(model.layer_weights, dim=-1).view(1, -1, 1, 1)
-        pooled.append((hidden * weights).sum(1).mean(1))
-    x = torch.cat(pooled).double()
-    mu, sigma = x.mean(0), x.std(0).clamp_min(1e-3)
-    z = (x - mu) / sigma
-    _, s, vt = torch.linalg.svd(z - z.mean(0), full_matrices=False)
-    out_dim = model.projector.out_features
-    k = min(out_dim, vt.shape[0])
-    comp = vt[:k] / (s[:k, None] / math.sqrt(len(z))).clamp_min(1e-3)  # unit variance per component
-    weight = torch.zeros(out_dim, x.shape[1], dtype=torch.float64)
-    weight[:k] = comp / sigma[None, :]
-    model.projector.weight.copy_(weight.float())
-    model.projector.bias.copy_((-weight @ mu).float())
-    # Start every label at its base rate: with a zero bias each sigmoid starts at 0.5 and the
-    # optimizer spends thousands of steps only learning that most instruments are absent.
+        if whisper:
+            hidden = torch.stack(model.encoder(inputs["input_features"], output_hidden_states=True).hidden_states, 1)
+            weights = torch.softmax(model.layer_weights, dim=-1).view(1, -1, 1, 1)
+            pooled.append((hidden * weights).sum(1).mean(1))
+    if whisper:
+        x = torch.cat(pooled).double()
+        mu, sigma = x.mean(0), x.std(0).clamp_min(1e-3)
+        z = (x - mu) / sigma
+        _, s, vt = torch.linalg.svd(z - z.mean(0), full_matrices=False)
+        out_dim = model.projector.out_features
+        k = min(out_dim, vt.shape[0])
+        comp = vt[:k] / (s[:k, None] / math.sqrt(len(z))).clamp_min(1e-3)  # unit variance per component
+        weight = torch.zeros(out_dim, x.shape[1], dtype=torch.float64)
+        weight[:k] = comp / sigma[None, :]
+        model.projector.weight.copy_(weight.float())
+        model.projector.bias.copy_((-weight @ mu).float())
+        log.info("projector initialised from %d windows (%d principal axes)", len(x), k)
+    head = _output_layer(model)
     prior = torch.cat(targets).mean(0).clamp(1e-3, 0.5)
-    model.classifier.bias.copy_(torch.log(prior / (1 - prior)))
-    model.classifier.weight.mul_(0.1)
-    log.info("projector initialised from %d windows (%d principal axes); classifier bias at label priors",
-             len(x), k)
+    head.bias.copy_(torch.log(prior / (1 - prior)))
+    head.weight.mul_(0.1)
+    log.info("classifier bias at the label priors of %d examples", sum(len(t) for t in targets))
 
 
 def _param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float) -> list[dict]:
