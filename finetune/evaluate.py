@@ -46,6 +46,7 @@ MODEL_TITLES = {
     "mfcc": "MFCC statistics + logistic regression",
     "ast": "small AST from scratch",
     "whisper": "fine-tuned Whisper-base",
+    "whisper_int8": "fine-tuned Whisper-base, int8 (INSTRUSENSE_QUANTIZE=1)",
 }
 # (row name, split, which clips of the split)
 PARTS = (
@@ -75,6 +76,7 @@ class EvalArguments:
     seed: int = field(default=0, metadata={"help": "seed of the --limit subset"})
     batch_size: int = field(default=32)
     threads: int = field(default=0, metadata={"help": "torch threads (0: torch default)"})
+    int8: bool = field(default=False, metadata={"help": "also score the fine-tuned model with dynamic int8 linears"})
     from_results: bool = field(default=False, metadata={"help": "only re-render out/results.json (and the card)"})
 
 
@@ -112,13 +114,21 @@ def _hf_window_seconds(path: Path, extractor) -> float:
     return n_samples / extractor.sampling_rate if n_samples else 3.0
 
 
-def hf_scorer(path: str, batch_size: int):
+def int8_scorer(path: str, batch_size: int):
+    return hf_scorer(path, batch_size, quantize=True)
+
+
+def hf_scorer(path: str, batch_size: int, quantize: bool = False):
     """Clip scorer for a checkpoint trained by finetune.train (outputs = the taxonomy, in order)."""
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     from finetune.train import predict_clips
 
     model = AutoModelForAudioClassification.from_pretrained(path, use_safetensors=True).float().eval()
+    if quantize:
+        from instrusense.model import quantize_int8
+
+        model = quantize_int8(model)
     extractor = AutoFeatureExtractor.from_pretrained(path)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if tuple(names) != LABELS:
@@ -160,8 +170,10 @@ def evaluate(a: EvalArguments, command: str = "") -> dict:
     log.info("data: %s (%.0f s)", {k: len(v) for k, v in splits.items()}, time.time() - started)
     results = {"command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "args": asdict(a), "machine": machine(), "models": {}, "skipped": {}}
-    for key, path, make in (("mfcc", a.mfcc, mfcc_scorer), ("ast", a.ast, hf_scorer),
-                            ("whisper", a.whisper, hf_scorer)):
+    candidates = [("mfcc", a.mfcc, mfcc_scorer), ("ast", a.ast, hf_scorer), ("whisper", a.whisper, hf_scorer)]
+    if a.int8:
+        candidates.append(("whisper_int8", a.whisper, int8_scorer))
+    for key, path, make in candidates:
         marker = "model.npz" if key == "mfcc" else "config.json"
         if not path or not (Path(path) / marker).is_file():
             note = f"no {marker} at {path}" if path else "not given"
