@@ -325,14 +325,17 @@ def ct2_to_hf_state_dict(variables: dict[str, np.ndarray]) -> dict[str, np.ndarr
     linear("encoder/conv1", "model.encoder.conv1")
     linear("encoder/conv2", "model.encoder.conv2")
     out["model.encoder.embed_positions.weight"] = take("encoder/position_encodings/encodings")
-    for i in range(N_LAYERS):
-        src, dst = f"encoder/layer_{i}", f"model.encoder.layers.{i}"
+    def self_attention_and_ffn(src: str, dst: str) -> None:
+        """The pre-norm self-attention and feed-forward blocks every encoder and decoder layer has."""
         fused_qkv(f"{src}/self_attention/linear_0", f"{dst}.self_attn")
         linear(f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
         layer_norm(f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
         linear(f"{src}/ffn/linear_0", f"{dst}.fc1")
         linear(f"{src}/ffn/linear_1", f"{dst}.fc2")
         layer_norm(f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
+
+    for i in range(N_LAYERS):
+        self_attention_and_ffn(f"encoder/layer_{i}", f"model.encoder.layers.{i}")
     layer_norm("encoder/layer_norm", "model.encoder.layer_norm")
 
     # Decoder: token + learned positions, self-attn, cross-attn (q | fused kv | out), ffn.
@@ -340,16 +343,11 @@ def ct2_to_hf_state_dict(variables: dict[str, np.ndarray]) -> dict[str, np.ndarr
     out["model.decoder.embed_positions.weight"] = take("decoder/position_encodings/encodings")
     for i in range(N_LAYERS):
         src, dst = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
-        fused_qkv(f"{src}/self_attention/linear_0", f"{dst}.self_attn")
-        linear(f"{src}/self_attention/linear_1", f"{dst}.self_attn.out_proj")
-        layer_norm(f"{src}/self_attention/layer_norm", f"{dst}.self_attn_layer_norm")
+        self_attention_and_ffn(src, dst)
         linear(f"{src}/attention/linear_0", f"{dst}.encoder_attn.q_proj")
         fused_kv(f"{src}/attention/linear_1", f"{dst}.encoder_attn")
         linear(f"{src}/attention/linear_2", f"{dst}.encoder_attn.out_proj")
         layer_norm(f"{src}/attention/layer_norm", f"{dst}.encoder_attn_layer_norm")
-        linear(f"{src}/ffn/linear_0", f"{dst}.fc1")
-        linear(f"{src}/ffn/linear_1", f"{dst}.fc2")
-        layer_norm(f"{src}/ffn/layer_norm", f"{dst}.final_layer_norm")
     layer_norm("decoder/layer_norm", "model.decoder.layer_norm")
 
     # The output projection is tied to the token embeddings (config.tie_word_embeddings); CT2
