@@ -62,18 +62,12 @@ def run_measured(cmd: list[str], env: dict[str, str], stdout_path: Path, marker:
 
         reader = threading.Thread(target=read_stderr, daemon=True)
         reader.start()
-        killer = threading.Timer(timeout_s, proc.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
+        maxrss_kb = _reap(proc, timeout_s)
         wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         reader.join(timeout=10)
     # A line read just after the exit was written before it: the marker time never exceeds the wall time.
     return ProcResult(wall_s=wall, marker_s=min(marked[0], wall) if marked else None, returncode=proc.returncode,
-                      maxrss_kb=int(usage.ru_maxrss), stdout=Path(stdout_path).read_text(),
+                      maxrss_kb=maxrss_kb, stdout=Path(stdout_path).read_text(),
                       stderr_tail="".join(tail))
 
 
@@ -171,7 +165,15 @@ def _stop(proc: subprocess.Popen, grace_s: float = 15.0) -> int | None:
     if proc.poll() is not None:
         return None  # already reaped by poll(): its rusage is gone
     proc.terminate()
-    killer = threading.Timer(grace_s, proc.kill)
+    return _reap(proc, grace_s)
+
+
+def _reap(proc: subprocess.Popen, kill_after_s: float) -> int:
+    """Wait for `proc` (killing it after `kill_after_s`), set its return code; its peak RSS in kB.
+
+    `os.wait4` rather than `proc.wait`: only it hands back the child's own resource usage.
+    """
+    killer = threading.Timer(kill_after_s, proc.kill)
     killer.start()
     try:
         _, status, usage = os.wait4(proc.pid, 0)
