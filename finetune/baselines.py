@@ -30,12 +30,11 @@ import torch
 from transformers import HfArgumentParser
 
 from finetune.augment import augment
-from finetune.clips import Clips, load_clips
+from finetune.clips import Clips, clip_scores, load_clips
 from finetune.schema import SAMPLE_RATE
 from finetune.train import DataArguments, ModelArguments, TrainArguments, crop, train
 from instrusense.logs import configure_logging
 from instrusense.taxonomy import LABEL_INDEX, LABELS
-from instrusense.windows import frame
 
 log = logging.getLogger("finetune.baselines")
 
@@ -103,15 +102,8 @@ class MfccBaseline:
         """(n, len(LABELS)) clip scores as the app computes them: windows, hop half a window, max."""
         waves = clips.waves if isinstance(clips, Clips) else clips
         window = round(self.window_seconds * SAMPLE_RATE)
-        rows, owners = [], []
-        for i, wave in enumerate(waves):
-            w = frame(wave, window, window // 2)
-            rows.extend(w)
-            owners.extend([i] * len(w))
-        probs = self.score_features(mfcc_statistics(rows, self.n_mfcc, self.n_mels, batch_size))
-        scores = np.zeros((len(waves), len(LABELS)), np.float32)
-        np.maximum.at(scores, np.asarray(owners, dtype=np.int64), probs)
-        return scores
+        return clip_scores(waves, window, window // 2, lambda windows: self.score_features(
+            mfcc_statistics(list(windows), self.n_mfcc, self.n_mels, batch_size)))
 
     def save(self, out: str | Path, record: dict | None = None) -> Path:
         out = Path(out)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from finetune.augment import augment
-from finetune.clips import Clips, load_clips
+from finetune.clips import Clips, clip_scores, load_clips
 from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
 from finetune.modeling import build_classifier
@@ -119,22 +119,16 @@ class TrainBatches:
 @torch.inference_mode()
 def predict_clips(model, extractor, clips: Clips, window: int, hop: int, batch_size: int = 32) -> np.ndarray:
     """Clip scores the way the app computes them: windows over the clip, sigmoid, max over windows."""
-    from instrusense.windows import frame
-
     model.eval()
-    rows, owners = [], []
-    for i, wave in enumerate(clips.waves):
-        w = frame(wave, window, hop)
-        rows.append(w)
-        owners.extend([i] * len(w))
-    windows = np.concatenate(rows)
-    probs = np.zeros((len(windows), len(LABELS)), np.float32)
-    for s in range(0, len(windows), batch_size):
-        inputs = extractor(list(windows[s:s + batch_size]), sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        probs[s:s + batch_size] = torch.sigmoid(model(**inputs).logits.float()).numpy()
-    scores = np.zeros((len(clips), len(LABELS)), np.float32)
-    np.maximum.at(scores, np.asarray(owners), probs)
-    return scores
+
+    def score_windows(windows: np.ndarray) -> np.ndarray:
+        probs = np.zeros((len(windows), len(LABELS)), np.float32)
+        for s in range(0, len(windows), batch_size):
+            inputs = extractor(list(windows[s:s + batch_size]), sampling_rate=SAMPLE_RATE, return_tensors="pt")
+            probs[s:s + batch_size] = torch.sigmoid(model(**inputs).logits.float()).numpy()
+        return probs
+
+    return clip_scores(clips.waves, window, hop, score_windows)
 
 
 def evaluate_splits(model, extractor, evals: dict[str, Clips], window: int) -> dict[str, dict]:
