@@ -418,6 +418,9 @@ def build_configs(tokenizer: Any, ct2_config: dict[str, Any]) -> tuple[Any, Any]
     task_to_id = {task: _token_id(tokenizer, f"<|{task}|>") for task in ("transcribe", "translate")}
     no_timestamps = _token_id(tokenizer, "<|notimestamps|>")
 
+    # Special tokens and suppression lists: the model config and the generation config must agree.
+    tokens = dict(bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, decoder_start_token_id=sot,
+                  suppress_tokens=suppress, begin_suppress_tokens=begin_suppress)
     config = WhisperConfig(
         vocab_size=VOCAB_SIZE,
         num_mel_bins=NUM_MEL_BINS,
@@ -433,22 +436,12 @@ def build_configs(tokenizer: Any, ct2_config: dict[str, Any]) -> tuple[Any, Any]
         activation_function="gelu",
         scale_embedding=False,
         tie_word_embeddings=True,
-        bos_token_id=eot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        decoder_start_token_id=sot,
-        suppress_tokens=suppress,
-        begin_suppress_tokens=begin_suppress,
         use_cache=True,
+        **tokens,
     )
     generation = GenerationConfig(
-        bos_token_id=eot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        decoder_start_token_id=sot,
         max_length=MAX_TARGET_POSITIONS,
-        suppress_tokens=suppress,
-        begin_suppress_tokens=begin_suppress,
+        **tokens,
         alignment_heads=[[int(a), int(b)] for a, b in ct2_config["alignment_heads"]],
         is_multilingual=True,
         lang_to_id=lang_to_id,
