@@ -26,6 +26,7 @@ from finetune.modeling import build_classifier
 from finetune.schema import SAMPLE_RATE
 from finetune.train import crop
 from instrusense.logs import configure_logging
+from instrusense.taxonomy import LABEL_INDEX
 
 log = logging.getLogger("finetune.probe_layers")
 
@@ -73,7 +74,6 @@ def main() -> None:
             clf = LogisticRegression(max_iter=2000, C=0.5).fit(scaler.transform(x_train[:, layer]), y_train)
             proba = clf.predict_proba(scaler.transform(x[solo, layer]))
             scores = np.zeros((solo.sum(), y.shape[1]))
-            from instrusense.taxonomy import LABEL_INDEX
             for j, label in enumerate(clf.classes_):
                 scores[:, LABEL_INDEX[label]] = proba[:, j]
             results.setdefault(f"layer{layer}", {})[split] = {
