@@ -82,8 +82,9 @@ class Stats:
 def plan_clip(rng: np.random.Generator, libs: dict[str, Library], seconds: float) -> tuple[str, str, list[Part]]:
     """(source, kind, parts) of one clip: a single instrument, or a mixture of 2-4 from one library."""
     all_labels = sorted({l for lib in libs.values() for l in lib.by_label})
-    if rng.random() < P_MIXTURE:
-        name = str(rng.choice(sorted(libs)))
+    ensembles = sorted(n for n, lib in libs.items() if len(lib.by_label) >= 2)  # a drum kit alone is no mixture
+    if ensembles and rng.random() < P_MIXTURE:
+        name = str(rng.choice(ensembles))
         lib = libs[name]
         labels = sorted(lib.by_label)
         n = int(min(len(labels), rng.integers(2, 5)))
@@ -92,7 +93,7 @@ def plan_clip(rng: np.random.Generator, libs: dict[str, Library], seconds: float
             progs = lib.by_label[str(label)]
             prog = progs[int(rng.integers(len(progs)))]
             if prog.is_drums:
-                kind = "drums"
+                kind = "drums"  # grooves: one-shots are rare inside songs
             elif prog.poly:
                 kind = str(rng.choice(["phrase", "chord", "note"], p=[0.5, 0.35, 0.15]))
             else:

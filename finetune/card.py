@@ -63,8 +63,8 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
         "libraries), **validation** (rendered only from held-out libraries never seen in training), "
         "**real** (real recordings, evaluation only, never for training).",
         "Columns: `audio` (Audio, 16 kHz mono), `labels` (taxonomy keys present), `source` (library or "
-        "recording set), `kind` (note, phrase, chord, drums, mixture, real), `activity` (per label, 0/1 "
-        "at 10 frames/s; frame i covers [i/10, (i+1)/10) s; all ones for real clips).",
+        "recording set), `kind` (note, phrase, chord, drums (grooves), hits (drum one-shots), mixture, real), "
+        "`activity` (per label, 0/1 at 10 frames/s; frame i covers [i/10, (i+1)/10) s; all ones for real clips).",
         "## Splits\n" + _table(
             ["split", "clips", "audio (h)", "sources", "size on disk"],
             [[s, stats.clips[s], f"{stats.seconds[s] / 3600:.2f}",
@@ -102,16 +102,19 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
         "Labels the **real** split lacks (no real recordings on these machines): " + (
             ", ".join(l for l in LABELS if not stats.label["real", l]) or "none") + ".",
         "## Programs left out per library\n" + "\n".join(
-            f"- **{n}**: " + (", ".join(f"{k} ({v})" for k, v in lib.excluded.items()) or "none")
+            f"- **{n}**: " + ("a single drum kit, played as GM Standard Kit" if SOURCES[n].drum_kit else
+                              ", ".join(f"{k} ({v})" for k, v in lib.excluded.items()) or "none")
             for n, lib in libs.items()),
         "## What the clips contain\n"
         "- General MIDI programs mapped to labels in `finetune/gm_programs.csv` (with realistic pitch ranges); "
         "a program is used only if the library has it and its test note sounds (not silent, not the piano "
         "fall-back).\n"
-        "- `note`: 1-4 isolated notes across the range, short and long, soft and loud (vibrato by pitch bend on "
-        "sustained instruments); `phrase`: scale melodies (legato or detached, rests) and arpeggios at 60-180 bpm; "
-        "`chord`: 2-4 block, strummed or rolled chords (polyphonic instruments only); `drums`: 16-step grooves "
-        "with fills and crashes on the GM drum kits; `mixture`: 2-4 different instruments of one library, random "
+        "- `note`: one held note (as sample libraries record instruments) or 1-4 isolated notes, across the "
+        "playing range widened by 5 semitones down and an octave up, short and long, soft and loud (vibrato by "
+        "pitch bend on sustained instruments); `phrase`: scale melodies (legato or detached, rests) and arpeggios "
+        "at 60-180 bpm; `chord`: 2-4 block, strummed or rolled chords (polyphonic instruments only); `drums`: "
+        "16-step grooves with fills and crashes on the GM drum kits; `hits`: 1-3 kit pieces struck alone "
+        "(drum one-shots); `mixture`: 2-4 different instruments of one library, random "
         "levels, some entering late or stopping early (activity tells who plays when).\n"
         "- Rendering is dry (no synth reverb/chorus) and peak-normalised to a random level between -20 and -1 "
         "dBFS; room, microphone, noise and compression effects are applied on the fly in training by "

@@ -1,4 +1,5 @@
-"""Seeded generators of short musical parts: isolated notes, phrases and arpeggios, chords, drum patterns.
+"""Seeded generators of short musical parts: isolated notes, phrases and arpeggios, chords, drum patterns
+and drum one-shots.
 
 Everything here is pure: a ``numpy.random.Generator`` and a :class:`~finetune.sources.Program` in,
 a :class:`Part` (timed MIDI notes and pitch bends) out. Rendering to audio lives in ``render.py``.
@@ -26,6 +27,12 @@ CHORDS = {"maj": (0, 4, 7), "min": (0, 3, 7), "7": (0, 4, 7, 10), "maj7": (0, 4,
 KICK, KICK2, SNARE, SNARE2, RIM, CLAP = 36, 35, 38, 40, 37, 39
 HH_CLOSED, HH_PEDAL, HH_OPEN, CRASH, RIDE, RIDE_BELL = 42, 44, 46, 49, 51, 53
 TOMS = (41, 43, 45, 47, 48, 50)
+CYMBALS = (49, 51, 52, 55, 57, 59)
+# Every kit piece a one-shot can be: sample libraries are mostly heard one hit at a time.
+KIT_PIECES = (KICK, KICK2, SNARE, SNARE2, RIM, CLAP, HH_CLOSED, HH_PEDAL, HH_OPEN, RIDE_BELL) + TOMS + CYMBALS
+# Isolated notes go past an instrument's playing range: sample libraries map every key, and recordings
+# of extreme notes are common (a real GM bank's finger bass plays up to A4).
+NOTE_RANGE_EXTRA = (-5, 12)
 
 
 @dataclass
@@ -81,16 +88,27 @@ def _pitch_in(rng: np.random.Generator, prog: Program, margin: int = 0) -> int:
 
 
 def isolated_notes(rng: np.random.Generator, prog: Program, seconds: float) -> Part:
-    """1-4 separate notes across the full range: short and long, soft and loud."""
+    """One held note (as a sampled instrument is recorded) or 1-4 separate notes: short and long, soft and loud.
+
+    Pitches cover the playing range widened by ``NOTE_RANGE_EXTRA``.
+    """
     part = Part(prog)
+    wide = Program(prog.bank, prog.program, prog.gm_name, prog.label, max(21, prog.low + NOTE_RANGE_EXTRA[0]),
+                   min(108, prog.high + NOTE_RANGE_EXTRA[1]), prog.poly, prog.sustain)
     t = rng.uniform(0.0, 0.4)
+    if rng.random() < 0.4:
+        note = Note(t, rng.uniform(0.6, 1.0) * (seconds - t), _pitch_in(rng, wide), _vel(rng))
+        part.notes.append(note)
+        if prog.sustain and rng.random() < 0.5:
+            _add_vibrato(rng, part, note)
+        return part
     for _ in range(int(rng.integers(1, 5))):
         if t > seconds - 0.15:
             break
         long = rng.random() < 0.5
         dur = rng.uniform(0.8, 3.5) if long else rng.uniform(0.08, 0.6)
         dur = min(dur, seconds - t)
-        note = Note(t, dur, _pitch_in(rng, prog), _vel(rng))
+        note = Note(t, dur, _pitch_in(rng, wide), _vel(rng))
         part.notes.append(note)
         if prog.sustain and rng.random() < 0.5:
             _add_vibrato(rng, part, note)
@@ -215,13 +233,27 @@ def drum_pattern(rng: np.random.Generator, prog: Program, seconds: float) -> Par
     return part
 
 
-GENERATORS = {"note": isolated_notes, "phrase": phrase, "chord": chords, "drums": drum_pattern}
+def drum_hits(rng: np.random.Generator, prog: Program, seconds: float) -> Part:
+    """1-3 kit pieces struck alone (a kick, a crash, a tom roll of one): the one-shots of a drum sample pack."""
+    part = Part(prog)
+    t = rng.uniform(0.0, 0.3)
+    for _ in range(int(rng.integers(1, 4))):
+        if t > seconds - 0.2:
+            break
+        part.notes.append(Note(t, 0.25, int(rng.choice(KIT_PIECES)), _vel(rng, 30, 127)))
+        t += rng.uniform(0.4, 2.5)
+    return part
+
+
+GENERATORS = {"note": isolated_notes, "phrase": phrase, "chord": chords, "drums": drum_pattern,
+              "hits": drum_hits}
+DRUM_KINDS = ("drums", "hits")  # grooves and one-shots; the others are pitched
 
 
 def choose_kind(rng: np.random.Generator, prog: Program) -> str:
     """The kind of a single-instrument clip for this program."""
     if prog.is_drums:
-        return "drums"
+        return str(rng.choice(DRUM_KINDS))
     if prog.poly:
         return str(rng.choice(["note", "phrase", "chord"], p=[0.3, 0.4, 0.3]))
     return str(rng.choice(["note", "phrase"], p=[0.4, 0.6]))

@@ -50,7 +50,8 @@ class FluidRenderer:
                                 ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
 
     def has_preset(self, prog: Program) -> bool:
-        return self.synth.sfpreset_name(self.sfid, prog.bank, prog.program) is not None
+        preset = self.source.preset(prog)
+        return preset is not None and self.synth.sfpreset_name(self.sfid, *preset) is not None
 
     def _samples(self, out: np.ndarray, start: int, stop: int) -> None:
         n = stop - start
@@ -65,7 +66,8 @@ class FluidRenderer:
         chan = 9 if part.program.is_drums else 0
         s = self.synth
         s.system_reset()
-        if s.program_select(chan, self.sfid, part.program.bank, part.program.program) != 0:
+        preset = self.source.preset(part.program)
+        if preset is None or s.program_select(chan, self.sfid, *preset) != 0:
             raise ValueError(f"{self.source.name} lacks {part.program.gm_name}")
         total = int(round(seconds * self.sample_rate))
         out = np.zeros(total, np.float32)
@@ -173,7 +175,8 @@ def probe_programs(renderer, programs: tuple[Program, ...] | None = None) -> tup
     candidates = [p for p in programs if renderer.has_preset(p)]
     missing = {p.gm_name: "not in library" for p in programs if p not in candidates}
     piano = Program(0, 0, "probe piano", "piano", 21, 108, True, False)
-    probes = [piano] + candidates
+    has_piano = renderer.has_preset(piano)  # a drum-kit-only library has none
+    probes = [piano] * has_piano + candidates
     parts = []
     for p in probes:
         if p.is_drums:
@@ -182,9 +185,9 @@ def probe_programs(renderer, programs: tuple[Program, ...] | None = None) -> tup
             notes = [Note(0.05, 0.9, int(np.clip(60, p.low, p.high)), 100)]
         parts.append(Part(p, notes))
     audios = render_parts(renderer, parts, 1.2)
-    ref = _spectrum(audios[0]) if np.abs(audios[0]).max() > SILENCE_PEAK else None
+    ref = _spectrum(audios[0]) if has_piano and np.abs(audios[0]).max() > SILENCE_PEAK else None
     usable = []
-    for p, a in zip(probes[1:], audios[1:]):
+    for p, a in zip(probes[has_piano:], audios[has_piano:]):
         if np.abs(a).max() < SILENCE_PEAK:
             missing[p.gm_name] = "silent"
             continue

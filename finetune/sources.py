@@ -48,6 +48,14 @@ class Source:
     engine: str  # "fluidsynth" (SoundFont) or "timidity" (GUS patch config)
     lineage: str
     description: str
+    # A drum-kit-only library: its one preset (bank, program), played as GM Standard Kit (bank 128, 0).
+    drum_kit: tuple[int, int] | None = None
+
+    def preset(self, prog: Program) -> tuple[int, int] | None:
+        """The (bank, program) of this library that plays ``prog``; None if the library cannot."""
+        if self.drum_kit is None:
+            return prog.bank, prog.program
+        return self.drum_kit if (prog.bank, prog.program) == (DRUM_BANK, 0) else None
 
     def available(self) -> bool:
         if not Path(self.path).is_file():
@@ -71,6 +79,11 @@ SOURCES: dict[str, Source] = {
                "csound GM bank, Debian csound-soundfont"),
         Source("freepats", "/etc/timidity/freepats.cfg", "timidity", "freepats",
                "freepats GUS patches through TiMidity++, Debian freepats + timidity"),
+        # Multi-sampled acoustic kits (real recordings, GM key map): the only real drums we may train on.
+        Source("avl_black_pearl", "/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2", "fluidsynth", "avl",
+               "AVL Drumkits Black Pearl 4-piece (Glen MacArthur), Debian avldrums.lv2-soundfont", (0, 0)),
+        Source("avl_red_zeppelin", "/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2", "fluidsynth", "avl",
+               "AVL Drumkits Red Zeppelin 4-piece (Glen MacArthur), Debian avldrums.lv2-soundfont", (0, 0)),
     )
 }
 

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 DEB_PACKAGES=(
   libsndfile1 ffmpeg sox espeak-ng                       # decoding, torchcodec, test speech
   fluidsynth timidity freepats                           # renderers
-  fluid-soundfont-gm musescore-general-soundfont timgm6mb-soundfont csound-soundfont
+  fluid-soundfont-gm musescore-general-soundfont timgm6mb-soundfont csound-soundfont avldrums.lv2-soundfont
   sonic-pi-samples lmms-common                           # real samples for evaluation
 )
 missing=()

@@ -53,7 +53,7 @@ def test_clips_have_length_level_labels_and_activity(built):
             assert 0.05 < peak < 1.0, "silent or clipped"
             assert row["labels"] and all(l in LABEL_INDEX for l in row["labels"])
             assert len(row["labels"]) == len(set(row["labels"]))
-            assert row["kind"] in {"note", "phrase", "chord", "drums", "mixture"}
+            assert row["kind"] in {"note", "phrase", "chord", "drums", "hits", "mixture"}
             assert (len(row["labels"]) >= 2) == (row["kind"] == "mixture")
             assert len(row["activity"]) == len(row["labels"])
             for act in row["activity"]:

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("fluidsynth")
 
-from finetune.music import GENERATORS, Note, Part, choose_kind, make_part  # noqa: E402
+from finetune.music import DRUM_KINDS, GENERATORS, NOTE_RANGE_EXTRA, Note, Part, choose_kind, make_part  # noqa: E402
 from finetune.render import FPS, SAMPLE_RATE, FluidRenderer, activity, assemble, probe_programs  # noqa: E402
 from finetune.sources import SOURCES, load_programs  # noqa: E402
 from instrusense.taxonomy import LABEL_INDEX, LABELS  # noqa: E402
@@ -40,11 +40,13 @@ def test_timgm6mb_has_every_label(tim):
 @pytest.mark.parametrize("kind", sorted(GENERATORS))
 def test_single_instrument_clips_are_audible_unclipped_and_labelled(tim, kind):
     rng = np.random.default_rng(1)
-    progs = [p for p in load_programs() if (p.is_drums == (kind == "drums")) and (p.poly or kind != "chord")]
+    drum_kind = kind in DRUM_KINDS
+    progs = [p for p in load_programs() if p.is_drums == drum_kind and (p.poly or kind != "chord")]
+    lo_extra, hi_extra = NOTE_RANGE_EXTRA if kind == "note" else (0, 0)
     for prog in [progs[i] for i in rng.choice(len(progs), size=3, replace=False)]:
         part = make_part(rng, prog, kind, SECONDS)
         for n in part.notes:
-            assert prog.low <= n.pitch <= prog.high or prog.is_drums
+            assert prog.is_drums or prog.low + lo_extra <= n.pitch <= prog.high + hi_extra
             assert 0 <= n.start < SECONDS and 1 <= n.vel <= 127
         audio = tim.render(part, SECONDS)
         clip = assemble(rng, [part], [audio], kind, "timgm6mb", SECONDS)
@@ -123,3 +125,24 @@ def test_timidity_batches_stay_aligned():
         assert a.shape == (int(SECONDS * SAMPLE_RATE),)
         onset = np.argmax(np.abs(a) > 0.05 * np.abs(a).max()) / SAMPLE_RATE
         assert abs(onset - (0.8 + 0.1 * i)) < 0.02, (i, onset)  # no dropped initial silence, no drift
+
+
+def test_drum_kit_library_plays_only_the_standard_kit_and_its_one_shots_sound():
+    from finetune.music import drum_hits
+    from finetune.render import make_renderer
+
+    src = SOURCES["avl_black_pearl"]
+    if not src.available():
+        pytest.skip("needs Debian avldrums.lv2-soundfont (scripts/install.sh)")
+    renderer = make_renderer(src)
+    usable, excluded = probe_programs(renderer)
+    assert [(p.bank, p.program, p.label) for p in usable] == [(128, 0, "drums")]
+    assert excluded["Acoustic Grand Piano"] == "not in library"
+    rng = np.random.default_rng(3)
+    clips = []
+    for _ in range(6):
+        part = drum_hits(rng, usable[0], SECONDS)
+        assert 1 <= len(part.notes) <= 3
+        clips.append(assemble(rng, [part], [renderer.render(part, SECONDS)], "hits", src.name, SECONDS))
+    heard = [c for c in clips if c is not None]  # a hit on a key the kit lacks is silent and re-drawn
+    assert len(heard) >= 4 and all(c.labels == ["drums"] for c in heard)
