@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
@@ -74,6 +75,9 @@ class TrainArguments:
     seed: int = field(default=0)
     init_batches: int = field(default=24, metadata={"help": "batches used to initialise the projector from data"})
     save_dtype: str = field(default="float16", metadata={"help": "dtype of the saved weights (float16 or float32)"})
+    ema_decay: float = field(default=0.0, metadata={
+        "help": "evaluate and save an exponential moving average of the weights (e.g. 0.998; 0: off): steadier "
+                "than the last step's weights, which swing from one evaluation to the next on unseen sources"})
 
 
 def crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -244,7 +248,14 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         step, history, best = state["step"], state["history"], state["best"]
         log.info("resumed from %s at step %d", ckpt, step)
     else:
+        state = {}
         init_head_from_data(model, batches, n_batches=t.init_batches)
+    ema = None
+    if t.ema_decay:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)
+        if "ema" in state:
+            ema.load_state_dict(state["ema"])
+    scored = ema.module if ema is not None else model  # the weights that are evaluated and saved
     warmup = max(1, int(t.warmup_fraction * t.max_steps))
     args_record = {"model": asdict(m), "data": asdict(d), "train": asdict(t), "argv": argv}
 
@@ -260,20 +271,22 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
         step += 1
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         bar.update(1)
         bar.set_postfix(loss=f"{running:.4f}")
         if step % t.eval_every == 0 or step == t.max_steps:
-            results = evaluate_splits(model, extractor, evals, window)
+            results = evaluate_splits(scored, extractor, evals, window)
             history.append({"step": step, "loss": running, "elapsed_s": time.time() - started, **results})
             log.info("step %d loss %.4f %s", step, running, json.dumps(results))
             score = results.get(d.select_on, {}).get("mAP", -running)
             if score > best["score"]:
                 best = {"score": score, "step": step}
-                save_model(model, extractor, run / "best", t.save_dtype, {**args_record, "step": step, "eval": results})
+                save_model(scored, extractor, run / "best", t.save_dtype, {**args_record, "step": step, "eval": results})
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                        "history": history, "best": best}, ckpt)
+                        "history": history, "best": best, **({"ema": ema.state_dict()} if ema else {})}, ckpt)
             (run / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     bar.close()
     final = Path(t.output_dir)

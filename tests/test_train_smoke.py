@@ -51,3 +51,21 @@ def test_training_writes_a_pipeline_loadable_model(tiny_whisper, tiny_dataset, t
                   TrainArguments(output_dir=str(out), run_dir=str(tmp_path / "run"), max_steps=4, batch_size=4,
                                  eval_every=2))
     assert len(again["history"]) == 2
+
+
+def test_weight_average_is_what_gets_evaluated_saved_and_resumed(tiny_whisper, tiny_dataset, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    args = (ModelArguments(base=tiny_whisper, window_seconds=3.0, projector_size=8),
+            DataArguments(dataset=tiny_dataset, eval_splits="validation"))
+    run = tmp_path / "run"
+    train(*args, TrainArguments(output_dir=str(tmp_path / "model"), run_dir=str(run), max_steps=4, batch_size=4,
+                                eval_every=4, ema_decay=0.5, save_dtype="float32", encoder_lr=1e-2))
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    saved = load_file(tmp_path / "model" / "model.safetensors")
+    averaged = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+    raw = state["model"]
+    moved = [k for k in saved if k in raw and saved[k].is_floating_point() and not torch.equal(saved[k], raw[k])]
+    assert moved, "the saved weights should be the average, not the last step's"
+    assert all(torch.allclose(saved[k], averaged[k]) for k in saved if k in averaged)
