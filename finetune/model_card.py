@@ -18,6 +18,8 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
     m, d, t = run["model"], run["data"], run["train"]
     wall = history[-1]["elapsed_s"] if history else float("nan")
     families = "\n".join(f"| {fam} | {', '.join(labels)} |" for fam, labels in FAMILIES.items())
+    ema = (f" Evaluated and shipped: an exponential moving average of the weights (decay {t['ema_decay']:g})."
+           if t.get("ema_decay") else "")
     curve = "\n".join(
         f"| {h['step']} | {h['loss']:.4f} | {h.get('validation', {}).get('top1', float('nan')):.3f} | "
         f"{h.get('validation', {}).get('mAP', float('nan')):.3f} | {h.get('real', {}).get('top1', float('nan')):.3f} | "
@@ -59,9 +61,10 @@ a {m['projector_size']}-wide projector, mean pooling over time and a sigmoid per
 
 ## Training
 
-Data: `{d['dataset']}` (see its dataset card): notes, phrases, chords, drum patterns and 2–4
-instrument mixtures rendered from FluidR3 GM, MuseScore General, TimGM6mb and freepats; the csound GM
-bank is held out for validation; real recordings are never used for training. Every example is a
+Data: `{d['dataset']}` (see its dataset card): held and isolated notes, phrases, chords, drum grooves,
+drum one-shots and 2–4 instrument mixtures rendered from FluidR3 GM, MuseScore General, TimGM6mb,
+freepats and the two multi-sampled acoustic kits of AVL Drumkits; the csound GM bank is held out for
+validation; the real-recording split is never used for training. Every example is a
 random {m['window_seconds']:g} s crop with on-the-fly recording effects (`finetune/augment.py`: synthetic-room
 reverb, EQ, phone/laptop band-limiting, background noise at random SNR, gain, compression);
 {d['short_fraction']:.0%} are cut to 0.5–{m['window_seconds']:g} s and zero-padded, as the app pads short recordings.
@@ -69,8 +72,8 @@ reverb, EQ, phone/laptop band-limiting, background noise at random SNR, gain, co
 Recipe: the projector is initialised from data (standardised principal axes of the pooled hidden
 states) and the classifier bias at the label priors; then the whole model is fine-tuned with AdamW
 (head lr {t['head_lr']:g}, encoder lr {t['encoder_lr']:g}, warm-up {t['warmup_fraction']:.0%}, cosine decay), multi-label
-BCE, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}. The checkpoint with the best validation mAP
-(step {best_step}) is the one shipped.
+BCE, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}.{ema} The checkpoint with the best validation
+mAP (step {best_step}) is the one shipped.
 
 ```bash
 {command}
