@@ -7,7 +7,7 @@ a :class:`Part` (timed MIDI notes and pitch bends) out. Rendering to audio lives
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,8 +30,8 @@ TOMS = (41, 43, 45, 47, 48, 50)
 CYMBALS = (49, 51, 52, 55, 57, 59)
 # Every kit piece a one-shot can be: sample libraries are mostly heard one hit at a time.
 KIT_PIECES = (KICK, KICK2, SNARE, SNARE2, RIM, CLAP, HH_CLOSED, HH_PEDAL, HH_OPEN, RIDE_BELL) + TOMS + CYMBALS
-# Isolated notes go past an instrument's playing range: sample libraries map every key, and recordings
-# of extreme notes are common (a real GM bank's finger bass plays up to A4).
+# Isolated notes go past an instrument's playing range: sample libraries map every key, so recordings of
+# notes beyond the range an instrument is usually played in are common.
 NOTE_RANGE_EXTRA = (-5, 12)
 
 
@@ -93,8 +93,7 @@ def isolated_notes(rng: np.random.Generator, prog: Program, seconds: float) -> P
     Pitches cover the playing range widened by ``NOTE_RANGE_EXTRA``.
     """
     part = Part(prog)
-    wide = Program(prog.bank, prog.program, prog.gm_name, prog.label, max(21, prog.low + NOTE_RANGE_EXTRA[0]),
-                   min(108, prog.high + NOTE_RANGE_EXTRA[1]), prog.poly, prog.sustain)
+    wide = replace(prog, low=max(21, prog.low + NOTE_RANGE_EXTRA[0]), high=min(108, prog.high + NOTE_RANGE_EXTRA[1]))
     t = rng.uniform(0.0, 0.4)
     if rng.random() < 0.4:
         note = Note(t, rng.uniform(0.6, 1.0) * (seconds - t), _pitch_in(rng, wide), _vel(rng))
@@ -234,7 +233,7 @@ def drum_pattern(rng: np.random.Generator, prog: Program, seconds: float) -> Par
 
 
 def drum_hits(rng: np.random.Generator, prog: Program, seconds: float) -> Part:
-    """1-3 kit pieces struck alone (a kick, a crash, a tom roll of one): the one-shots of a drum sample pack."""
+    """1-3 kit pieces struck alone (a kick, a crash, a single tom): the one-shots of a drum sample pack."""
     part = Part(prog)
     t = rng.uniform(0.0, 0.3)
     for _ in range(int(rng.integers(1, 4))):
