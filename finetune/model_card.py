@@ -88,16 +88,17 @@ Training curve (evaluation every {t['eval_every']} steps; validation limited to 
 |---|---|---|---|---|---|
 {curve}
 
+{CARD_START}
 ## Evaluation
 
-{CARD_START}
 Run `python -m finetune.evaluate --card models/instrusense/README.md ...` to fill in this section.
 {CARD_END}
 
 ## Limitations
 
-Trained only on rendered SoundFont audio: real recordings differ (room, microphones, playing
-technique), and the gap shows in the real-recording rows above. The real-recording split covers only
+Trained only on rendered sample-library audio (General MIDI SoundFonts; the drum kits include two
+multi-sampled acoustic kits): real recordings differ (room, microphones, playing technique), and the
+gap shows in the real-recording rows and the per-label F1 above. The real-recording split covers only
 the instruments with free real samples on the build machine; the other labels are measured on the
 held-out SoundFont alone. Voices, synthesizers and ensembles are broad classes.
 """
