@@ -76,8 +76,7 @@ class TrainArguments:
     init_batches: int = field(default=24, metadata={"help": "batches used to initialise the projector from data"})
     save_dtype: str = field(default="float16", metadata={"help": "dtype of the saved weights (float16 or float32)"})
     ema_decay: float = field(default=0.0, metadata={
-        "help": "evaluate and save an exponential moving average of the weights (e.g. 0.998; 0: off): steadier "
-                "than the last step's weights, which swing from one evaluation to the next on unseen sources"})
+        "help": "evaluate, select and save an exponential moving average of the weights (e.g. 0.998; 0: off)"})
 
 
 def crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -286,7 +285,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
                 best = {"score": score, "step": step}
                 save_model(scored, extractor, run / "best", t.save_dtype, {**args_record, "step": step, "eval": results})
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                        "history": history, "best": best, **({"ema": ema.state_dict()} if ema else {})}, ckpt)
+                        "history": history, "best": best, **({"ema": ema.state_dict()} if ema is not None else {})}, ckpt)
             (run / "history.json").write_text(json.dumps(history, indent=2) + "\n")
     bar.close()
     final = Path(t.output_dir)
