@@ -146,6 +146,22 @@ def _output_layer(model) -> torch.nn.Linear:
 
 
 @torch.no_grad()
+def _fit_projector(projector: torch.nn.Linear, x: torch.Tensor) -> None:
+    """Set `projector` to standardise `x` (windows × features) and project it on its principal axes."""
+    mu, sigma = x.mean(0), x.std(0).clamp_min(1e-3)
+    z = (x - mu) / sigma
+    _, s, vt = torch.linalg.svd(z - z.mean(0), full_matrices=False)
+    out_dim = projector.out_features
+    k = min(out_dim, vt.shape[0])
+    comp = vt[:k] / (s[:k, None] / math.sqrt(len(z))).clamp_min(1e-3)  # unit variance per component
+    weight = torch.zeros(out_dim, x.shape[1], dtype=torch.float64)
+    weight[:k] = comp / sigma[None, :]
+    projector.weight.copy_(weight.float())
+    projector.bias.copy_((-weight @ mu).float())
+    log.info("projector initialised from %d windows (%d principal axes)", len(x), k)
+
+
+@torch.no_grad()
 def init_head_from_data(model, batches: TrainBatches, n_batches: int) -> None:
     """Data-dependent head init: label-prior biases, and for Whisper a standardising projector.
 
@@ -167,18 +183,7 @@ def init_head_from_data(model, batches: TrainBatches, n_batches: int) -> None:
             weights = torch.softmax(model.layer_weights, dim=-1).view(1, -1, 1, 1)
             pooled.append((hidden * weights).sum(1).mean(1))
     if whisper:
-        x = torch.cat(pooled).double()
-        mu, sigma = x.mean(0), x.std(0).clamp_min(1e-3)
-        z = (x - mu) / sigma
-        _, s, vt = torch.linalg.svd(z - z.mean(0), full_matrices=False)
-        out_dim = model.projector.out_features
-        k = min(out_dim, vt.shape[0])
-        comp = vt[:k] / (s[:k, None] / math.sqrt(len(z))).clamp_min(1e-3)  # unit variance per component
-        weight = torch.zeros(out_dim, x.shape[1], dtype=torch.float64)
-        weight[:k] = comp / sigma[None, :]
-        model.projector.weight.copy_(weight.float())
-        model.projector.bias.copy_((-weight @ mu).float())
-        log.info("projector initialised from %d windows (%d principal axes)", len(x), k)
+        _fit_projector(model.projector, torch.cat(pooled).double())
     head = _output_layer(model)
     prior = torch.cat(targets).mean(0).clamp(1e-3, 0.5)
     head.bias.copy_(torch.log(prior / (1 - prior)))
