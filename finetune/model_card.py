@@ -20,6 +20,9 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
     families = "\n".join(f"| {fam} | {', '.join(labels)} |" for fam, labels in FAMILIES.items())
     ema = (f" Evaluated and shipped: an exponential moving average of the weights (decay {t['ema_decay']:g})."
            if t.get("ema_decay") else "")
+    mixing = (f" {d['mix_fraction']:.0%} of the examples get crops of 1–2 other training clips mixed in, each"
+              " 0–10 dB down, labelled with the union of their instruments (polyphony beyond the rendered"
+              " mixtures)." if d.get("mix_fraction") else "")
     curve = "\n".join(
         f"| {h['step']} | {h['loss']:.4f} | {h.get('validation', {}).get('top1', float('nan')):.3f} | "
         f"{h.get('validation', {}).get('mAP', float('nan')):.3f} | {h.get('real', {}).get('top1', float('nan')):.3f} | "
@@ -67,7 +70,7 @@ freepats and the two multi-sampled acoustic kits of AVL Drumkits; the csound GM 
 validation; the real-recording split is never used for training. Every example is a
 random {m['window_seconds']:g} s crop with on-the-fly recording effects (`finetune/augment.py`: synthetic-room
 reverb, EQ, phone/laptop band-limiting, background noise at random SNR, gain, compression);
-{d['short_fraction']:.0%} are cut to 0.5–{m['window_seconds']:g} s and zero-padded, as the app pads short recordings.
+{d['short_fraction']:.0%} are cut to 0.5–{m['window_seconds']:g} s and zero-padded, as the app pads short recordings.{mixing}
 
 Recipe: the projector is initialised from data (standardised principal axes of the pooled hidden
 states) and the classifier bias at the label priors; then the whole model is fine-tuned with AdamW

@@ -57,6 +57,8 @@ class DataArguments:
     augment: bool = field(default=True, metadata={"help": "random recording effects on every training example"})
     short_fraction: float = field(default=0.25, metadata={
         "help": "share of examples cut to 0.5–3 s and zero-padded, as the app pads short recordings"})
+    mix_fraction: float = field(default=0.0, metadata={
+        "help": "share of examples that get 1-2 crops of other training clips mixed in (labels: the union)"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N clips per split"})
 
 
@@ -94,10 +96,10 @@ class TrainBatches:
     """Endless, seeded stream of augmented training batches."""
 
     def __init__(self, clips: Clips, extractor, window: int, batch_size: int, do_augment: bool, seed: int,
-                 short_fraction: float = 0.0):
+                 short_fraction: float = 0.0, mix_fraction: float = 0.0):
         self.clips, self.extractor, self.window = clips, extractor, window
         self.batch_size, self.do_augment, self.seed = batch_size, do_augment, seed
-        self.short_fraction = short_fraction
+        self.short_fraction, self.mix_fraction = short_fraction, mix_fraction
 
     def batch(self, step: int) -> tuple[dict, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -109,14 +111,42 @@ class TrainBatches:
             length = self.window
             if rng.random() < self.short_fraction:  # a short recording, padded at the end like the app does
                 length = int(rng.integers(SAMPLE_RATE // 2, self.window))
+            labels = set(self.clips.labels_in(int(i), start, length))
+            if self.mix_fraction and rng.random() < self.mix_fraction:
+                wave, extra = self._mix_in(wave, length, rng)
+                labels |= extra
+            if length < self.window:
                 wave = np.concatenate([wave[:length], np.zeros(self.window - length, np.float32)])
-            for label in self.clips.labels_in(int(i), start, length):
+            for label in labels:
                 targets[b, LABEL_INDEX[label]] = 1.0
             if self.do_augment:
                 wave = augment(torch.from_numpy(wave.copy()), SAMPLE_RATE, gen).numpy()
             waves.append(wave)
         inputs = self.extractor(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt")
         return dict(inputs), torch.from_numpy(targets)
+
+    def _mix_in(self, wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, set[str]]:
+        """Add 1-2 crops of other random clips, as `finetune.render.assemble` mixes parts.
+
+        The rendered mixtures come from one library at a time; summing crops of any two training clips
+        gives far more (and cross-library) polyphony for the same rendering budget. Every part is
+        RMS-normalised and set 0-10 dB down, and the sum keeps the first crop's peak level.
+        """
+        parts, labels = [wave], set()
+        for _ in range(int(rng.integers(1, 3))):
+            j = int(rng.integers(len(self.clips)))
+            other, start = crop(self.clips.waves[j], self.window, rng)
+            parts.append(other)
+            labels.update(self.clips.labels_in(j, start, length))
+        mix = np.zeros(self.window, np.float64)
+        for part in parts:
+            rms = np.sqrt(np.mean(part.astype(np.float64) ** 2))
+            if rms > 1e-6:
+                mix += part / rms * 10 ** (rng.uniform(-10, 0) / 20)
+        peak, target = np.abs(mix).max(), np.abs(wave).max() or 0.5
+        if peak > 0:
+            mix *= target / peak
+        return mix.astype(np.float32), labels
 
 
 @torch.inference_mode()
@@ -238,7 +268,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     evals = {s: load_clips(d.dataset, s, d.eval_limit, t.seed) for s in d.eval_splits.split(",") if s}
     log.info("data: %d training clips, eval %s (%.0f s)", len(clips), {k: len(v) for k, v in evals.items()},
              time.time() - started)
-    batches = TrainBatches(clips, extractor, window, t.batch_size, d.augment, t.seed, d.short_fraction)
+    batches = TrainBatches(clips, extractor, window, t.batch_size, d.augment, t.seed, d.short_fraction,
+                           d.mix_fraction)
     optimizer = torch.optim.AdamW(_param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     loss_fn = torch.nn.BCEWithLogitsLoss()

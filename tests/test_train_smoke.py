@@ -69,3 +69,44 @@ def test_weight_average_is_what_gets_evaluated_saved_and_resumed(tiny_whisper, t
     moved = [k for k in saved if k in raw and saved[k].is_floating_point() and not torch.equal(saved[k], raw[k])]
     assert moved, "the saved weights should be the average, not the last step's"
     assert all(torch.allclose(saved[k], averaged[k]) for k in saved if k in averaged)
+
+
+def _tone_clips():
+    from finetune.clips import Clips
+
+    labels = ["flute", "cello", "piano", "tuba"]
+    freqs = [880.0, 110.0, 440.0, 55.0]
+    return Clips(waves=[tone(4.0, 16000, freq=f, level=0.1 * (k + 1))[:, 0] for k, f in enumerate(freqs)],
+                 labels=[[lab] for lab in labels], activity=[[[1.0] * 40] for _ in labels],
+                 sources=["synthetic"] * 4, kinds=["note"] * 4)
+
+
+def _stack(waves, sampling_rate, return_tensors):
+    import torch
+
+    return {"input_values": torch.from_numpy(np.stack(waves))}
+
+
+def test_mixing_sums_other_clips_and_their_labels():
+    from finetune.train import TrainBatches
+
+    clips = _tone_clips()
+    plain = TrainBatches(clips, _stack, 48000, 64, do_augment=False, seed=3)
+    mixed = TrainBatches(clips, _stack, 48000, 64, do_augment=False, seed=3, mix_fraction=1.0)
+    _, p_tg = plain.batch(0)
+    m_in, m_tg = mixed.batch(0)
+    assert (p_tg.sum(1) == 1).all()
+    assert (m_tg.sum(1) >= 1).all() and m_tg.sum(1).max() <= 3 and (m_tg.sum(1) >= 2).float().mean() > 0.5
+    waves = m_in["input_values"].numpy()
+    assert np.isfinite(waves).all() and waves.shape == (64, 48000)
+    # the mixture keeps the level of the example it was built on, so loudness stays a training variable
+    clip_peaks = np.array([np.abs(w).max() for w in clips.waves])
+    peaks = np.abs(waves).max(1)
+    assert (np.abs(peaks[:, None] / clip_peaks[None] - 1).min(1) < 0.05).all()
+    # a mixed example really contains more than one tone: its spectrum has a peak at every labelled pitch
+    freqs = np.fft.rfftfreq(48000, 1 / 16000)
+    for wave, target in zip(waves, m_tg.numpy()):
+        spectrum = np.abs(np.fft.rfft(wave))
+        for label, f in [("flute", 880.0), ("cello", 110.0), ("piano", 440.0), ("tuba", 55.0)]:
+            if target[LABELS.index(label)]:
+                assert spectrum[np.argmin(abs(freqs - f))] > 10 * np.median(spectrum)
