@@ -20,8 +20,8 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
     families = "\n".join(f"| {fam} | {', '.join(labels)} |" for fam, labels in FAMILIES.items())
     ema = (f" Evaluated and shipped: an exponential moving average of the weights (decay {t['ema_decay']:g})."
            if t.get("ema_decay") else "")
-    mixing = (f" {d['mix_fraction']:.0%} of the examples get crops of 1–2 other training clips mixed in, each"
-              " 0–10 dB down, labelled with the union of their instruments (polyphony beyond the rendered"
+    mixing = (f"\n{d['mix_fraction']:.0%} of the examples get crops of 1–2 other training clips mixed in, each"
+              " 0–10 dB down,\nlabelled with the union of their instruments (polyphony beyond the rendered"
               " mixtures)." if d.get("mix_fraction") else "")
     curve = "\n".join(
         f"| {h['step']} | {h['loss']:.4f} | {h.get('validation', {}).get('top1', float('nan')):.3f} | "
