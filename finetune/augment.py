@@ -169,3 +169,32 @@ def augment(wave: torch.Tensor, sample_rate: int, generator: torch.Generator) ->
     if peak > 1.0:
         x = x / peak
     return x[:n]
+
+
+def spec_mask(features: torch.Tensor, generator: torch.Generator, *, freq_masks: int = 2, freq_width: int = 12,
+              time_masks: int = 2, time_width: float = 0.1) -> torch.Tensor:
+    """SpecAugment on a batch of spectrograms (batch, bins, frames): per example, `freq_masks` bands of
+    up to `freq_width` bins and `time_masks` spans of up to `time_width` of the frames are set to that
+    example's mean value.
+
+    A rendered instrument is a handful of samples whose exact spectra a model can memorise; hiding
+    bands and spans makes it rely on the whole timbre (SpecAugment, Park et al. 2019). Pure and seeded:
+    a new tensor out, every draw from `generator`.
+    """
+    if features.dim() != 3:
+        raise ValueError(f"spec_mask expects (batch, bins, frames), got shape {tuple(features.shape)}")
+    out = features.clone()
+    batch, bins, frames = out.shape
+    for b in range(batch):
+        fill = out[b].mean()
+        for axis, count, limit in ((0, freq_masks, min(freq_width, bins)),
+                                   (1, time_masks, min(int(time_width * frames), frames))):
+            size = bins if axis == 0 else frames
+            for _ in range(count):
+                width = int(torch.randint(0, limit + 1, (), generator=generator))
+                start = int(torch.randint(0, size - width + 1, (), generator=generator))
+                if axis == 0:
+                    out[b, start:start + width, :] = fill
+                else:
+                    out[b, :, start:start + width] = fill
+    return out

@@ -23,6 +23,11 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
     mixing = (f"\n{d['mix_fraction']:.0%} of the examples get crops of 1–2 other training clips mixed in, each"
               " 0–10 dB down,\nlabelled with the union of their instruments (polyphony beyond the rendered"
               " mixtures)." if d.get("mix_fraction") else "")
+    specaug = ("\nSpecAugment: in every example's log-mel spectrogram two frequency bands (up to 12 bins) and two"
+               " time spans\n(up to 10 %) are set to the example's mean." if d.get("spec_augment") else "")
+    decay = t.get("encoder_lr_decay", 1.0)
+    llrd = (f" Layer-wise decay {decay:g}: each encoder block learns at {decay:g}× the rate of the block above it,"
+            " and the\nconvolutional front-end one factor below the first block." if decay != 1.0 else "")
     curve = "\n".join(
         f"| {h['step']} | {h['loss']:.4f} | {h.get('validation', {}).get('top1', float('nan')):.3f} | "
         f"{h.get('validation', {}).get('mAP', float('nan')):.3f} | {h.get('real', {}).get('top1', float('nan')):.3f} | "
@@ -70,12 +75,12 @@ freepats and the two multi-sampled acoustic kits of AVL Drumkits; the csound GM 
 validation; the real-recording split is never used for training. Every example is a
 random {m['window_seconds']:g} s crop with on-the-fly recording effects (`finetune/augment.py`: synthetic-room
 reverb, EQ, phone/laptop band-limiting, background noise at random SNR, gain, compression);
-{d['short_fraction']:.0%} are cut to 0.5–{m['window_seconds']:g} s and zero-padded, as the app pads short recordings.{mixing}
+{d['short_fraction']:.0%} are cut to 0.5–{m['window_seconds']:g} s and zero-padded, as the app pads short recordings.{mixing}{specaug}
 
 Recipe: the projector is initialised from data (standardised principal axes of the pooled hidden
 states) and the classifier bias at the label priors; then the whole model is fine-tuned with AdamW
 (head lr {t['head_lr']:g}, encoder lr {t['encoder_lr']:g}, warm-up {t['warmup_fraction']:.0%}, cosine decay), multi-label
-BCE, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}.{ema} The checkpoint with the best validation
+BCE, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}.{llrd}{ema} The checkpoint with the best validation
 mAP (step {best_step}) is the one shipped.
 
 ```bash

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from finetune.augment import augment
+from finetune.augment import augment, spec_mask
 from finetune.clips import Clips, clip_scores, load_clips
 from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
@@ -59,6 +60,8 @@ class DataArguments:
         "help": "share of examples cut to 0.5–3 s and zero-padded, as the app pads short recordings"})
     mix_fraction: float = field(default=0.0, metadata={
         "help": "share of examples that get 1-2 crops of other training clips mixed in (labels: the union)"})
+    spec_augment: bool = field(default=False, metadata={
+        "help": "SpecAugment: mask 2 frequency bands and 2 time spans of every training spectrogram"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N clips per split"})
 
 
@@ -70,6 +73,9 @@ class TrainArguments:
     batch_size: int = field(default=16)
     head_lr: float = field(default=1e-3, metadata={"help": "learning rate of the new head"})
     encoder_lr: float = field(default=5e-5, metadata={"help": "learning rate of the pretrained encoder (0 freezes it)"})
+    encoder_lr_decay: float = field(default=1.0, metadata={
+        "help": "layer-wise decay: each encoder block gets this factor of the learning rate of the block above "
+                "(the embeddings one more); 1 gives every block encoder_lr"})
     weight_decay: float = field(default=0.01)
     warmup_fraction: float = field(default=0.05)
     eval_every: int = field(default=200, metadata={"help": "evaluate and checkpoint every N steps"})
@@ -96,10 +102,10 @@ class TrainBatches:
     """Endless, seeded stream of augmented training batches."""
 
     def __init__(self, clips: Clips, extractor, window: int, batch_size: int, do_augment: bool, seed: int,
-                 short_fraction: float = 0.0, mix_fraction: float = 0.0):
+                 short_fraction: float = 0.0, mix_fraction: float = 0.0, spec_augment: bool = False):
         self.clips, self.extractor, self.window = clips, extractor, window
         self.batch_size, self.do_augment, self.seed = batch_size, do_augment, seed
-        self.short_fraction, self.mix_fraction = short_fraction, mix_fraction
+        self.short_fraction, self.mix_fraction, self.spec_augment = short_fraction, mix_fraction, spec_augment
 
     def batch(self, step: int) -> tuple[dict, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -122,8 +128,10 @@ class TrainBatches:
             if self.do_augment:
                 wave = augment(torch.from_numpy(wave.copy()), SAMPLE_RATE, gen).numpy()
             waves.append(wave)
-        inputs = self.extractor(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt")
-        return dict(inputs), torch.from_numpy(targets)
+        inputs = dict(self.extractor(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt"))
+        if self.spec_augment:  # drawn after every waveform draw: the audio stream is the same with or without
+            inputs = _mask_spectrograms(inputs, gen)
+        return inputs, torch.from_numpy(targets)
 
     def _mix_in(self, wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, set[str]]:
         """Add 1-2 crops of other random clips, as `finetune.render.assemble` mixes parts.
@@ -147,6 +155,16 @@ class TrainBatches:
         if peak > 0:
             mix *= target / peak
         return mix.astype(np.float32), labels
+
+
+def _mask_spectrograms(inputs: dict, gen: torch.Generator) -> dict:
+    """`spec_mask` on a feature extractor's output: Whisper's (batch, mels, frames) or AST's (batch, frames, mels)."""
+    if "input_features" in inputs:
+        return {**inputs, "input_features": spec_mask(inputs["input_features"], gen)}
+    values = inputs.get("input_values")
+    if values is not None and values.dim() == 3:
+        return {**inputs, "input_values": spec_mask(values.transpose(1, 2), gen).transpose(1, 2).contiguous()}
+    raise ValueError("--spec_augment needs a spectrogram model (Whisper, AST); this base takes raw waveforms")
 
 
 @torch.inference_mode()
@@ -221,20 +239,41 @@ def init_head_from_data(model, batches: TrainBatches, n_batches: int) -> None:
     log.info("classifier bias at the label priors of %d examples", sum(len(t) for t in targets))
 
 
-def _param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float) -> list[dict]:
-    head, body = [], []
+ENCODER_PREFIXES = {"encoder", "model", "audio_spectrogram_transformer", "wav2vec2", "hubert"}
+_BLOCK = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def _block_depths(names: list[str]) -> dict[str, int]:
+    """Depth of each encoder parameter: block i is i + 1, embeddings and front-end 0, anything after the
+    blocks (the final layer norm) the top block's."""
+    blocks = {n: int(m.group(1)) + 1 for n in names if (m := _BLOCK.search(n))}
+    top = max(blocks.values(), default=0)
+    return {n: blocks.get(n, 0 if re.search(r"embed|conv|feature_|patch", n) else top) for n in names}
+
+
+def _param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float,
+                  encoder_lr_decay: float = 1.0) -> list[dict]:
+    """The new head at `head_lr`; the pretrained encoder at `encoder_lr`, scaled per block by the
+    layer-wise decay (lower blocks move less and keep more of what pretraining learned)."""
+    head, body = [], {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (body if name.split(".")[0] in {"encoder", "model", "audio_spectrogram_transformer", "wav2vec2",
-                                        "hubert"} else head).append(p)
+        if name.split(".")[0] in ENCODER_PREFIXES:
+            body[name] = p
+        else:
+            head.append(p)
     if encoder_lr <= 0:
-        for p in body:
+        for p in body.values():
             p.requires_grad_(False)
-        body = []
+        body = {}
     groups = [{"params": head, "lr": head_lr, "weight_decay": weight_decay}]
-    if body:
-        groups.append({"params": body, "lr": encoder_lr, "weight_decay": weight_decay})
+    depths = _block_depths(list(body))
+    top = max(depths.values(), default=0)
+    by_lr: dict[float, list] = {}
+    for name, p in body.items():
+        by_lr.setdefault(encoder_lr * encoder_lr_decay ** (top - depths[name]), []).append(p)
+    groups += [{"params": params, "lr": lr, "weight_decay": weight_decay} for lr, params in by_lr.items()]
     return groups
 
 
@@ -269,8 +308,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     log.info("data: %d training clips, eval %s (%.0f s)", len(clips), {k: len(v) for k, v in evals.items()},
              time.time() - started)
     batches = TrainBatches(clips, extractor, window, t.batch_size, d.augment, t.seed, d.short_fraction,
-                           d.mix_fraction)
-    optimizer = torch.optim.AdamW(_param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay))
+                           d.mix_fraction, d.spec_augment)
+    optimizer = torch.optim.AdamW(_param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay, t.encoder_lr_decay))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     loss_fn = torch.nn.BCEWithLogitsLoss()
 

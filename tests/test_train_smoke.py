@@ -110,3 +110,38 @@ def test_mixing_sums_other_clips_and_their_labels():
         for label, f in [("flute", 880.0), ("cello", 110.0), ("piano", 440.0), ("tuba", 55.0)]:
             if target[LABELS.index(label)]:
                 assert spectrum[np.argmin(abs(freqs - f))] > 10 * np.median(spectrum)
+
+
+def test_spec_augment_masks_features_but_keeps_the_audio_stream(tiny_whisper):
+    import torch
+    from transformers import WhisperFeatureExtractor
+
+    from finetune.train import TrainBatches
+
+    extractor = WhisperFeatureExtractor.from_pretrained(tiny_whisper)
+    clips = _tone_clips()
+    plain = TrainBatches(clips, extractor, 48000, 8, do_augment=True, seed=5, mix_fraction=0.5)
+    masked = TrainBatches(clips, extractor, 48000, 8, do_augment=True, seed=5, mix_fraction=0.5, spec_augment=True)
+    (p_in, p_tg), (m_in, m_tg) = plain.batch(7), masked.batch(7)
+    assert torch.equal(p_tg, m_tg)
+    a, b = p_in["input_features"], m_in["input_features"]
+    changed = a != b
+    assert changed.any() and changed.float().mean() < 0.5
+    assert torch.equal(a[~changed], b[~changed])  # the same audio underneath: only masked cells differ
+
+
+def test_layer_wise_decay_gives_lower_blocks_lower_rates(tiny_whisper):
+    from finetune.modeling import build_classifier
+    from finetune.train import _param_groups
+
+    model, _ = build_classifier(tiny_whisper, window_seconds=3.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = _param_groups(model, head_lr=1e-3, encoder_lr=1e-4, weight_decay=0.0, encoder_lr_decay=0.5)
+    rate = {names[id(p)]: g["lr"] for g in groups for p in g["params"]}
+    assert rate["classifier.weight"] == pytest.approx(1e-3)
+    assert rate["encoder.layers.0.fc1.weight"] == pytest.approx(1e-4)  # the top (only) block
+    assert rate["encoder.layer_norm.weight"] == pytest.approx(1e-4)
+    assert rate["encoder.conv1.weight"] == pytest.approx(5e-5)  # the front-end, one block lower
+    assert len(rate) == sum(p.requires_grad for p in model.parameters())
+    flat = _param_groups(model, head_lr=1e-3, encoder_lr=1e-4, weight_decay=0.0)
+    assert [g["lr"] for g in flat] == [1e-3, 1e-4]
