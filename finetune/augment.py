@@ -189,12 +189,8 @@ def spec_mask(features: torch.Tensor, generator: torch.Generator, *, freq_masks:
         fill = out[b].mean()
         for axis, count, limit in ((0, freq_masks, min(freq_width, bins)),
                                    (1, time_masks, min(int(time_width * frames), frames))):
-            size = bins if axis == 0 else frames
             for _ in range(count):
                 width = int(torch.randint(0, limit + 1, (), generator=generator))
-                start = int(torch.randint(0, size - width + 1, (), generator=generator))
-                if axis == 0:
-                    out[b, start:start + width, :] = fill
-                else:
-                    out[b, :, start:start + width] = fill
+                start = int(torch.randint(0, out.shape[axis + 1] - width + 1, (), generator=generator))
+                out[b].narrow(axis, start, width).fill_(fill)
     return out
