@@ -171,6 +171,21 @@ def augment(wave: torch.Tensor, sample_rate: int, generator: torch.Generator) ->
     return x[:n]
 
 
+def varispeed(wave: torch.Tensor, sample_rate: int, factor: float) -> torch.Tensor:
+    """Play ``wave`` ``factor`` times faster: pitch *and* formants move together, as on a tape machine.
+
+    A shifted recording is a slightly bigger or smaller instrument, which multiplies the few sample
+    libraries per label; the caller crops ``factor`` times the window it needs. The rate is rounded to
+    10 Hz so the polyphase resampler stays small.
+    """
+    if factor <= 0:
+        raise ValueError(f"varispeed factor must be positive, got {factor}")
+    orig = max(10, int(round(sample_rate * factor / 10)) * 10)
+    if orig == sample_rate:
+        return wave
+    return AF.resample(wave, orig, sample_rate)
+
+
 def spec_mask(features: torch.Tensor, generator: torch.Generator, *, freq_masks: int = 2, freq_width: int = 12,
               time_masks: int = 2, time_width: float = 0.1) -> torch.Tensor:
     """SpecAugment on a batch of spectrograms (batch, bins, frames): per example, `freq_masks` bands of

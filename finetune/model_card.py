@@ -25,6 +25,9 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
               " mixtures)." if d.get("mix_fraction") else "")
     specaug = ("\nSpecAugment: in every example's log-mel spectrogram two frequency bands (up to 12 bins) and two"
                " time spans\n(up to 10 %) are set to the example's mean." if d.get("spec_augment") else "")
+    shift = d.get("pitch_shift", 0.0)
+    varispeed = (f"\nVarispeed: every example is played up to {shift:g} semitones faster or slower (pitch and formants"
+                 " together,\nas a slightly smaller or bigger instrument)." if shift else "")
     decay = t.get("encoder_lr_decay", 1.0)
     llrd = (f" Layer-wise decay {decay:g}: each encoder block learns at {decay:g}× the rate of the block above it,"
             " and the\nconvolutional front-end one factor below the first block." if decay != 1.0 else "")
@@ -75,7 +78,7 @@ freepats and the two multi-sampled acoustic kits of AVL Drumkits; the csound GM 
 validation; the real-recording split is never used for training. Every example is a
 random {m['window_seconds']:g} s crop with on-the-fly recording effects (`finetune/augment.py`: synthetic-room
 reverb, EQ, phone/laptop band-limiting, background noise at random SNR, gain, compression);
-{d['short_fraction']:.0%} are cut to 0.5–{m['window_seconds']:g} s and zero-padded, as the app pads short recordings.{mixing}{specaug}
+{d['short_fraction']:.0%} are cut to 0.5–{m['window_seconds']:g} s and zero-padded, as the app pads short recordings.{mixing}{specaug}{varispeed}
 
 Recipe: the projector is initialised from data (standardised principal axes of the pooled hidden
 states) and the classifier bias at the label priors; then the whole model is fine-tuned with AdamW

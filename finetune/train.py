@@ -29,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from finetune.augment import augment, spec_mask
+from finetune.augment import augment, spec_mask, varispeed
 from finetune.clips import Clips, clip_scores, load_clips
 from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
@@ -62,6 +62,8 @@ class DataArguments:
         "help": "share of examples that get 1-2 crops of other training clips mixed in (labels: the union)"})
     spec_augment: bool = field(default=False, metadata={
         "help": "SpecAugment: mask 2 frequency bands and 2 time spans of every training spectrogram"})
+    pitch_shift: float = field(default=0.0, metadata={
+        "help": "play every training clip up to this many semitones faster or slower (varispeed; 0: off)"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N clips per split"})
 
 
@@ -102,10 +104,12 @@ class TrainBatches:
     """Endless, seeded stream of augmented training batches."""
 
     def __init__(self, clips: Clips, extractor, window: int, batch_size: int, do_augment: bool, seed: int,
-                 short_fraction: float = 0.0, mix_fraction: float = 0.0, spec_augment: bool = False):
+                 short_fraction: float = 0.0, mix_fraction: float = 0.0, spec_augment: bool = False,
+                 pitch_shift: float = 0.0):
         self.clips, self.extractor, self.window = clips, extractor, window
         self.batch_size, self.do_augment, self.seed = batch_size, do_augment, seed
         self.short_fraction, self.mix_fraction, self.spec_augment = short_fraction, mix_fraction, spec_augment
+        self.pitch_shift = pitch_shift
 
     def batch(self, step: int) -> tuple[dict, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -113,11 +117,11 @@ class TrainBatches:
         idx = rng.integers(0, len(self.clips), self.batch_size)
         waves, targets = [], np.zeros((self.batch_size, len(LABELS)), np.float32)
         for b, i in enumerate(idx):
-            wave, start = crop(self.clips.waves[i], self.window, rng)
+            wave, start, span = self._source_window(self.clips.waves[i], rng)
             length = self.window
             if rng.random() < self.short_fraction:  # a short recording, padded at the end like the app does
                 length = int(rng.integers(SAMPLE_RATE // 2, self.window))
-            labels = set(self.clips.labels_in(int(i), start, length))
+            labels = set(self.clips.labels_in(int(i), start, round(length * span / self.window)))
             if self.mix_fraction and rng.random() < self.mix_fraction:
                 wave, extra = self._mix_in(wave, length, rng)
                 labels |= extra
@@ -132,6 +136,21 @@ class TrainBatches:
         if self.spec_augment:  # drawn after every waveform draw: the audio stream is the same with or without
             inputs = _mask_spectrograms(inputs, gen)
         return inputs, torch.from_numpy(targets)
+
+    def _source_window(self, wave: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+        """A window of the clip, played faster or slower when `pitch_shift` is on: the window, where it
+        starts in the clip and how many clip samples it spans. Without a shift no extra draw is made,
+        so the stream is the same as before the option existed."""
+        if not self.pitch_shift:
+            window, start = crop(wave, self.window, rng)
+            return window, start, self.window
+        factor = 2 ** (rng.uniform(-self.pitch_shift, self.pitch_shift) / 12)
+        span = max(1, round(self.window * factor))
+        source, start = crop(wave, span, rng)
+        played = varispeed(torch.from_numpy(source), SAMPLE_RATE, factor).numpy()
+        out = np.zeros(self.window, np.float32)
+        out[:min(self.window, len(played))] = played[:self.window]
+        return out, start, span
 
     def _mix_in(self, wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, set[str]]:
         """Add 1-2 crops of other random clips, as `finetune.render.assemble` mixes parts.
@@ -308,7 +327,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     log.info("data: %d training clips, eval %s (%.0f s)", len(clips), {k: len(v) for k, v in evals.items()},
              time.time() - started)
     batches = TrainBatches(clips, extractor, window, t.batch_size, d.augment, t.seed, d.short_fraction,
-                           d.mix_fraction, d.spec_augment)
+                           d.mix_fraction, d.spec_augment, d.pitch_shift)
     optimizer = torch.optim.AdamW(_param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay, t.encoder_lr_decay))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     loss_fn = torch.nn.BCEWithLogitsLoss()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finetune.augment import augment, spec_mask, synthetic_ir
+from finetune.augment import augment, spec_mask, synthetic_ir, varispeed
 
 SR = 16000
 
@@ -73,3 +73,20 @@ def test_spec_mask_with_zero_widths_changes_nothing_and_rejects_other_shapes():
     assert torch.equal(spec_mask(x, torch.Generator().manual_seed(0), freq_width=0, time_width=0.0), x)
     with pytest.raises(ValueError):
         spec_mask(torch.randn(80, 100), torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("semitones", [-2.0, -0.5, 1.0, 2.0])
+def test_varispeed_moves_the_pitch_by_its_factor_and_the_length_by_its_inverse(semitones):
+    factor = 2 ** (semitones / 12)
+    played = varispeed(_tone(2.0), SR, factor)
+    assert len(played) == pytest.approx(2 * SR / factor, rel=1e-3)  # the rate is rounded to 10 Hz
+    spectrum = torch.fft.rfft(played).abs()
+    peak_hz = float(spectrum.argmax()) * SR / len(played)
+    assert peak_hz == pytest.approx(440 * factor, abs=2.0)
+
+
+def test_varispeed_at_unit_speed_is_the_input_and_rejects_a_non_positive_factor():
+    x = _tone()
+    assert varispeed(x, SR, 1.0) is x
+    with pytest.raises(ValueError, match="positive"):
+        varispeed(x, SR, 0.0)

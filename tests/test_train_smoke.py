@@ -130,6 +130,28 @@ def test_spec_augment_masks_features_but_keeps_the_audio_stream(tiny_whisper):
     assert torch.equal(a[~changed], b[~changed])  # the same audio underneath: only masked cells differ
 
 
+def test_pitch_shift_plays_clips_faster_or_slower_and_keeps_the_labels():
+    from finetune.train import TrainBatches
+
+    clips = _tone_clips()
+    plain = TrainBatches(clips, _stack, 48000, 64, do_augment=False, seed=3)
+    shifted = TrainBatches(clips, _stack, 48000, 64, do_augment=False, seed=3, pitch_shift=2.0)
+    _, p_tg = plain.batch(0)
+    s_in, s_tg = shifted.batch(0)
+    waves = s_in["input_values"].numpy()
+    assert waves.shape == (64, 48000) and np.isfinite(waves).all()
+    assert (s_tg.sum(1) == 1).all()
+    freqs = np.fft.rfftfreq(48000, 1 / 16000)
+    ratios = []
+    for wave, target in zip(waves, s_tg.numpy()):
+        f0 = {"flute": 880.0, "cello": 110.0, "piano": 440.0, "tuba": 55.0}[LABELS[int(target.argmax())]]
+        peak = freqs[np.argmax(np.abs(np.fft.rfft(wave)))]
+        ratios.append(peak / f0)
+    semitones = 12 * np.log2(ratios)
+    assert np.abs(semitones).max() <= 2.05  # within the range asked for, and the tone still matches its label
+    assert np.abs(semitones).max() > 0.5 and semitones.min() < 0 < semitones.max()  # really shifted, both ways
+
+
 def test_layer_wise_decay_gives_lower_blocks_lower_rates(tiny_whisper):
     from finetune.modeling import build_classifier
     from finetune.train import _param_groups
