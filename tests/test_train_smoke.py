@@ -87,17 +87,20 @@ def _stack(waves, sampling_rate, return_tensors):
     return {"input_values": torch.from_numpy(np.stack(waves))}
 
 
-def test_mixing_sums_other_clips_and_their_labels():
+def _raw_batch(clips, **options):
+    """Batch 0 of 64 unaugmented 3 s tone examples: (waves as numpy, targets)."""
     from finetune.train import TrainBatches
 
+    inputs, targets = TrainBatches(clips, _stack, 48000, 64, do_augment=False, seed=3, **options).batch(0)
+    return inputs["input_values"].numpy(), targets
+
+
+def test_mixing_sums_other_clips_and_their_labels():
     clips = _tone_clips()
-    plain = TrainBatches(clips, _stack, 48000, 64, do_augment=False, seed=3)
-    mixed = TrainBatches(clips, _stack, 48000, 64, do_augment=False, seed=3, mix_fraction=1.0)
-    _, p_tg = plain.batch(0)
-    m_in, m_tg = mixed.batch(0)
+    _, p_tg = _raw_batch(clips)
+    waves, m_tg = _raw_batch(clips, mix_fraction=1.0)
     assert (p_tg.sum(1) == 1).all()
     assert (m_tg.sum(1) >= 1).all() and m_tg.sum(1).max() <= 3 and (m_tg.sum(1) >= 2).float().mean() > 0.5
-    waves = m_in["input_values"].numpy()
     assert np.isfinite(waves).all() and waves.shape == (64, 48000)
     # the mixture keeps the level of the example it was built on, so loudness stays a training variable
     clip_peaks = np.array([np.abs(w).max() for w in clips.waves])
@@ -131,14 +134,7 @@ def test_spec_augment_masks_features_but_keeps_the_audio_stream(tiny_whisper):
 
 
 def test_pitch_shift_plays_clips_faster_or_slower_and_keeps_the_labels():
-    from finetune.train import TrainBatches
-
-    clips = _tone_clips()
-    plain = TrainBatches(clips, _stack, 48000, 64, do_augment=False, seed=3)
-    shifted = TrainBatches(clips, _stack, 48000, 64, do_augment=False, seed=3, pitch_shift=2.0)
-    _, p_tg = plain.batch(0)
-    s_in, s_tg = shifted.batch(0)
-    waves = s_in["input_values"].numpy()
+    waves, s_tg = _raw_batch(_tone_clips(), pitch_shift=2.0)
     assert waves.shape == (64, 48000) and np.isfinite(waves).all()
     assert (s_tg.sum(1) == 1).all()
     freqs = np.fft.rfftfreq(48000, 1 / 16000)
