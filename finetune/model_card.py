@@ -26,8 +26,9 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
     specaug = ("\nSpecAugment: in every example's log-mel spectrogram two frequency bands (up to 12 bins) and two"
                " time spans\n(up to 10 %) are set to the example's mean." if d.get("spec_augment") else "")
     shift = d.get("pitch_shift", 0.0)
-    varispeed = (f"\nVarispeed: every example is played up to {shift:g} semitones faster or slower (pitch and formants"
-                 " together,\nas a slightly smaller or bigger instrument)." if shift else "")
+    which = "every example" if d.get("pitch_shift_drums", True) else "every example without drums"
+    varispeed = (f"\nVarispeed: {which} is played up to {shift:g} semitones faster or slower (pitch and"
+                 " formants together,\nas a slightly smaller or bigger instrument)." if shift else "")
     decay = t.get("encoder_lr_decay", 1.0)
     llrd = (f" Layer-wise decay {decay:g}: each encoder block learns at {decay:g}× the rate of the block above it,"
             " and the\nconvolutional front-end one factor below the first block." if decay != 1.0 else "")

@@ -64,6 +64,8 @@ class DataArguments:
         "help": "SpecAugment: mask 2 frequency bands and 2 time spans of every training spectrogram"})
     pitch_shift: float = field(default=0.0, metadata={
         "help": "play every training clip up to this many semitones faster or slower (varispeed; 0: off)"})
+    pitch_shift_drums: bool = field(default=True, metadata={
+        "help": "with --pitch_shift: shift clips with drums too (false: pitched clips only)"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N clips per split"})
 
 
@@ -105,11 +107,11 @@ class TrainBatches:
 
     def __init__(self, clips: Clips, extractor, window: int, batch_size: int, do_augment: bool, seed: int,
                  short_fraction: float = 0.0, mix_fraction: float = 0.0, spec_augment: bool = False,
-                 pitch_shift: float = 0.0):
+                 pitch_shift: float = 0.0, pitch_shift_drums: bool = True):
         self.clips, self.extractor, self.window = clips, extractor, window
         self.batch_size, self.do_augment, self.seed = batch_size, do_augment, seed
         self.short_fraction, self.mix_fraction, self.spec_augment = short_fraction, mix_fraction, spec_augment
-        self.pitch_shift = pitch_shift
+        self.pitch_shift, self.pitch_shift_drums = pitch_shift, pitch_shift_drums
 
     def batch(self, step: int) -> tuple[dict, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -117,7 +119,7 @@ class TrainBatches:
         idx = rng.integers(0, len(self.clips), self.batch_size)
         waves, targets = [], np.zeros((self.batch_size, len(LABELS)), np.float32)
         for b, i in enumerate(idx):
-            wave, start, span = self._source_window(self.clips.waves[i], rng)
+            wave, start, span = self._source_window(int(i), rng)
             length = self.window
             if rng.random() < self.short_fraction:  # a short recording, padded at the end like the app does
                 length = int(rng.integers(SAMPLE_RATE // 2, self.window))
@@ -137,14 +139,17 @@ class TrainBatches:
             inputs = _mask_spectrograms(inputs, gen)
         return inputs, torch.from_numpy(targets)
 
-    def _source_window(self, wave: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+    def _source_window(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
         """A window of the clip, played faster or slower when `pitch_shift` is on: the window, where it
         starts in the clip and how many clip samples it spans. Without a shift no extra draw is made,
         so the stream is the same as before the option existed."""
+        wave = self.clips.waves[i]
         if not self.pitch_shift:
             window, start = crop(wave, self.window, rng)
             return window, start, self.window
         factor = 2 ** (rng.uniform(-self.pitch_shift, self.pitch_shift) / 12)
+        if not self.pitch_shift_drums and "drums" in self.clips.labels[i]:
+            factor = 1.0  # drawn all the same, so the rest of the stream does not depend on the option
         span = max(1, round(self.window * factor))
         source, start = crop(wave, span, rng)
         played = varispeed(torch.from_numpy(source), SAMPLE_RATE, factor).numpy()
@@ -327,7 +332,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     log.info("data: %d training clips, eval %s (%.0f s)", len(clips), {k: len(v) for k, v in evals.items()},
              time.time() - started)
     batches = TrainBatches(clips, extractor, window, t.batch_size, d.augment, t.seed, d.short_fraction,
-                           d.mix_fraction, d.spec_augment, d.pitch_shift)
+                           d.mix_fraction, d.spec_augment, d.pitch_shift,
+                           d.pitch_shift_drums)
     optimizer = torch.optim.AdamW(_param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay, t.encoder_lr_decay))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     loss_fn = torch.nn.BCEWithLogitsLoss()

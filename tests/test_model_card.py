@@ -32,6 +32,12 @@ def test_optional_augmentations_are_described_only_when_used(option, value, phra
     assert phrase not in off and phrase in on
 
 
+def test_varispeed_sentence_says_whether_drums_were_shifted():
+    pitched = render_card(_run(pitch_shift=2.0, pitch_shift_drums=False), 500, HISTORY, "cmd")
+    assert "every example without drums is played" in pitched
+    assert "every example is played" in render_card(_run(pitch_shift=2.0), 500, HISTORY, "cmd")
+
+
 def test_shipped_card_recipe_matches_its_run():
     run = json.loads(SHIPPED_RUN.read_text())
     card = render_card(run, run.get("step"), HISTORY, "python -m finetune.train " + " ".join(run["argv"]))

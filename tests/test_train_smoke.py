@@ -148,6 +148,18 @@ def test_pitch_shift_plays_clips_faster_or_slower_and_keeps_the_labels():
     assert np.abs(semitones).max() > 0.5 and semitones.min() < 0 < semitones.max()  # really shifted, both ways
 
 
+def test_pitch_shift_can_leave_drum_clips_alone():
+    clips = _tone_clips()
+    clips.labels[3] = ["drums"]  # the 55 Hz clip stands in for a kit
+    waves, targets = _raw_batch(clips, pitch_shift=2.0, pitch_shift_drums=False)
+    freqs = np.fft.rfftfreq(48000, 1 / 16000)
+    peaks = freqs[np.argmax(np.abs(np.fft.rfft(waves, axis=1)), axis=1)]
+    drums = targets[:, LABELS.index("drums")].numpy() == 1
+    assert drums.any() and (~drums).any()
+    assert np.allclose(peaks[drums], 55.0, atol=0.5)
+    assert not np.allclose(peaks[~drums], peaks[~drums].round(-1), atol=0.5)  # the pitched clips still move
+
+
 def test_layer_wise_decay_gives_lower_blocks_lower_rates(tiny_whisper):
     from finetune.modeling import build_classifier
     from finetune.train import _param_groups
