@@ -143,13 +143,14 @@ class TrainBatches:
         """A window of the clip, played faster or slower when `pitch_shift` is on: the window, where it
         starts in the clip and how many clip samples it spans. Without a shift no extra draw is made,
         so the stream is the same as before the option existed."""
-        wave = self.clips.waves[i]
-        if not self.pitch_shift:
+        wave, factor = self.clips.waves[i], 1.0
+        if self.pitch_shift:
+            factor = 2 ** (rng.uniform(-self.pitch_shift, self.pitch_shift) / 12)
+            if not self.pitch_shift_drums and "drums" in self.clips.labels[i]:
+                factor = 1.0  # drawn all the same, so the rest of the stream does not depend on the option
+        if factor == 1.0:
             window, start = crop(wave, self.window, rng)
             return window, start, self.window
-        factor = 2 ** (rng.uniform(-self.pitch_shift, self.pitch_shift) / 12)
-        if not self.pitch_shift_drums and "drums" in self.clips.labels[i]:
-            factor = 1.0  # drawn all the same, so the rest of the stream does not depend on the option
         span = max(1, round(self.window * factor))
         source, start = crop(wave, span, rng)
         played = varispeed(torch.from_numpy(source), SAMPLE_RATE, factor).numpy()
@@ -332,8 +333,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     log.info("data: %d training clips, eval %s (%.0f s)", len(clips), {k: len(v) for k, v in evals.items()},
              time.time() - started)
     batches = TrainBatches(clips, extractor, window, t.batch_size, d.augment, t.seed, d.short_fraction,
-                           d.mix_fraction, d.spec_augment, d.pitch_shift,
-                           d.pitch_shift_drums)
+                           d.mix_fraction, d.spec_augment, d.pitch_shift, d.pitch_shift_drums)
     optimizer = torch.optim.AdamW(_param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay, t.encoder_lr_decay))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     loss_fn = torch.nn.BCEWithLogitsLoss()
