@@ -56,9 +56,9 @@ def analyze_one(path: str, tagger: Tagger | None, model_error: str | None, setti
 
 def format_table(record: dict, analysis: Analysis | None, top_k: int) -> str:
     """Readable summary of one file for the terminal."""
+    if record["error"]:  # no duration: a file that failed was not measured
+        return f"{record['file']}\n  error: {record['error']}"
     lines = [f"{record['file']}  ({record['duration']:.1f} s)"]
-    if record["error"]:
-        return "\n".join(lines + [f"  error: {record['error']}"])
     for notice in analysis.notices if analysis else []:
         lines.append(f"  note: {notice}")
     shown = [item for item in record["labels"][:top_k] if item["confidence"] > 0]

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from conftest import tone
+from instrusense.cli import format_table
+from instrusense.export import error_record
 from instrusense.taxonomy import LABELS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,3 +86,8 @@ def test_missing_model_fails_every_file_with_instructions(write_audio, tmp_path)
     assert proc.returncode == 1
     (record,) = json.loads(proc.stdout)
     assert "INSTRUSENSE_MODEL" in record["error"] and record["labels"] == []
+
+
+def test_table_of_a_failed_file_gives_the_reason_and_no_made_up_duration():
+    text = format_table(error_record("kick.wav", "The recording is too short (0.27 s)"), None, top_k=5)
+    assert text.splitlines() == ["kick.wav", "  error: The recording is too short (0.27 s)"]
