@@ -345,6 +345,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, history, best = state["step"], state["history"], state["best"]
+        if history:  # wall time counts the whole run, not just the part since the resume
+            started -= history[-1]["elapsed_s"]
         log.info("resumed from %s at step %d", ckpt, step)
     else:
         state = {}

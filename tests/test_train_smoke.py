@@ -1,6 +1,7 @@
 """End-to-end training smoke test: tiny base, tiny data, a few steps, a loadable model out."""
 
 import json
+import re
 
 import datasets
 import numpy as np
@@ -51,6 +52,27 @@ def test_training_writes_a_pipeline_loadable_model(tiny_whisper, tiny_dataset, t
                   TrainArguments(output_dir=str(out), run_dir=str(tmp_path / "run"), max_steps=4, batch_size=4,
                                  eval_every=2))
     assert len(again["history"]) == 2
+
+
+def test_a_resumed_run_reports_wall_time_for_the_whole_run(tiny_whisper, tiny_dataset, tmp_path):
+    import torch
+
+    def run(max_steps):
+        return train(ModelArguments(base=tiny_whisper, window_seconds=3.0, projector_size=8),
+                     DataArguments(dataset=tiny_dataset, eval_splits="validation"),
+                     TrainArguments(output_dir=str(tmp_path / "model"), run_dir=str(tmp_path / "run"),
+                                    max_steps=max_steps, batch_size=4, eval_every=2))
+
+    run(2)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state["history"][-1]["elapsed_s"] = 10_000.0  # as if the first part had taken hours
+    torch.save(state, ckpt)
+    history = run(4)["history"]
+    assert [h["step"] for h in history] == [2, 4]
+    assert history[-1]["elapsed_s"] > 10_000.0
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert int(re.search(r"Wall time: (\d+) min", card).group(1)) >= 167
 
 
 def test_weight_average_is_what_gets_evaluated_saved_and_resumed(tiny_whisper, tiny_dataset, tmp_path):
