@@ -12,11 +12,15 @@ max over windows: what the app does), the MFCC baseline by the same windows. A m
 missing is skipped with a note. Writes results.json and results.md to --out; with --card, the
 markdown also goes between `<!-- eval:start -->` and `<!-- eval:end -->` of a model card.
 `--from_results` re-renders the markdown (and the card) from an existing results.json.
+`--carry_over` keeps the rows of a model that is not on this machine (a baseline that takes an hour to
+retrain) from the results.json already in --out, when they were scored on the same clips; the table
+says which rows were carried and from when.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import logging
 import math
@@ -78,6 +82,8 @@ class EvalArguments:
     threads: int = field(default=0, metadata={"help": "torch threads (0: torch default)"})
     int8: bool = field(default=False, metadata={"help": "also score the fine-tuned model with dynamic int8 linears"})
     from_results: bool = field(default=False, metadata={"help": "only re-render out/results.json (and the card)"})
+    carry_over: bool = field(default=False, metadata={
+        "help": "a model not given or missing keeps its rows from out/results.json if scored on the same clips"})
 
 
 # ------------------------------------------------------------------------------------------- scoring
@@ -148,6 +154,37 @@ def mfcc_scorer(path: str, batch_size: int):
     return model.predict, info
 
 
+def clips_fingerprint(splits: dict[str, Clips]) -> str:
+    """SHA-1 of every scored clip (audio and labels), so carried-over rows provably share the clips."""
+    h = hashlib.sha1()
+    for name in sorted(splits):
+        clips = splits[name]
+        h.update(name.encode())
+        for wave, labels, source in zip(clips.waves, clips.labels, clips.sources):
+            h.update(np.ascontiguousarray(wave, np.float32).tobytes())
+            h.update(json.dumps([labels, source]).encode())
+    return h.hexdigest()
+
+
+def carried_rows(previous: dict, key: str, fingerprint: str, row_clips: dict[str, int], args: dict) -> dict | None:
+    """`key`'s entry from an earlier results.json, if that run scored the same clips.
+
+    Files written before fingerprints existed are matched on dataset, subset and clip count per row.
+    """
+    info = previous.get("models", {}).get(key)
+    if info is None:
+        return None
+    if "clips_sha1" in previous:
+        same = previous["clips_sha1"] == fingerprint
+    else:
+        was = previous.get("args", {})
+        same = (all(was.get(k) == args.get(k) for k in ("dataset", "limit", "seed"))
+                and {r: m["clips"] for r, m in info["rows"].items()} == row_clips)
+    if not same:
+        return None
+    return {**info, "carried_over_from": info.get("carried_over_from") or previous.get("date")}
+
+
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -169,7 +206,11 @@ def evaluate(a: EvalArguments, command: str = "") -> dict:
     splits = {s: load_clips(a.dataset, s, a.limit, a.seed) for s in dict.fromkeys(p[1] for p in PARTS)}
     log.info("data: %s (%.0f s)", {k: len(v) for k, v in splits.items()}, time.time() - started)
     results = {"command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
-               "args": asdict(a), "machine": machine(), "models": {}, "skipped": {}}
+               "args": asdict(a), "machine": machine(), "clips_sha1": clips_fingerprint(splits),
+               "models": {}, "skipped": {}}
+    previous_file = Path(a.out) / "results.json"
+    previous = json.loads(previous_file.read_text()) if a.carry_over and previous_file.is_file() else {}
+    row_clips = {name: n for name, split, which in PARTS if (n := int(part_mask(splits[split], which).sum()))}
     candidates = [("mfcc", a.mfcc, mfcc_scorer), ("ast", a.ast, hf_scorer), ("whisper", a.whisper, hf_scorer)]
     if a.int8:
         candidates.append(("whisper_int8", a.whisper, int8_scorer))
@@ -177,6 +218,11 @@ def evaluate(a: EvalArguments, command: str = "") -> dict:
         marker = "model.npz" if key == "mfcc" else "config.json"
         if not path or not (Path(path) / marker).is_file():
             note = f"no {marker} at {path}" if path else "not given"
+            carried = carried_rows(previous, key, results["clips_sha1"], row_clips, results["args"])
+            if carried is not None:
+                log.info("%s: %s; rows carried over from %s", MODEL_TITLES[key], note, carried["carried_over_from"])
+                results["models"][key] = carried
+                continue
             log.warning("skipping %s: %s", MODEL_TITLES[key], note)
             results["skipped"][key] = note
             continue
@@ -256,6 +302,11 @@ def render_markdown(results: dict) -> str:
         _table(["model", "split", "clips", "top-1", "top-3", "family", "mAP", "macro F1"], rows) if rows
         else "_No model was available to evaluate._",
     ]
+    carried = {k: v["carried_over_from"] for k, v in models.items() if v.get("carried_over_from")}
+    if carried:
+        parts.append("Carried over unchanged from an earlier run of this command on the same clips (the checkpoint "
+                     "was not on this machine): " + "; ".join(f"{MODEL_TITLES[k]} (scored {d})"
+                                                             for k, d in carried.items()) + ".")
     if results.get("skipped"):
         parts.append("Not evaluated: " + "; ".join(f"{MODEL_TITLES[k]} ({v})" for k, v in results["skipped"].items())
                      + ".")

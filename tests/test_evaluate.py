@@ -122,3 +122,35 @@ def test_evaluate_writes_one_table_for_every_model(tiny_dataset, tiny_whisper, m
                           "--mfcc", mfcc_dir, "--out", str(tmp_path / "r2"), "--limit", "3"]) == 0
     md2 = (tmp_path / "r2" / "results.md").read_text()
     assert "Not evaluated" in md2 and "| fine-tuned Whisper-base |" not in md2
+
+
+def test_carry_over_keeps_a_missing_models_rows_only_when_scored_on_the_same_clips(tiny_dataset, mfcc_dir, tmp_path):
+    out = tmp_path / "results"
+    base = ["--dataset", tiny_dataset, "--whisper", "", "--ast", "", "--out", str(out)]
+
+    def run(*extra: str) -> dict:
+        assert evaluate_main(base + list(extra)) == 0
+        return json.loads((out / "results.json").read_text())
+
+    first = run("--mfcc", mfcc_dir)
+    carried = run("--mfcc", str(tmp_path / "gone"), "--carry_over")
+    assert carried["models"]["mfcc"]["rows"] == first["models"]["mfcc"]["rows"]
+    assert carried["models"]["mfcc"]["carried_over_from"] == first["date"]
+    md = (out / "results.md").read_text()
+    assert "| MFCC statistics + logistic regression | validation solo |" in md
+    assert "Carried over unchanged" in md and first["date"] in md
+    assert run("--mfcc", "", "--carry_over")["models"]["mfcc"]["carried_over_from"] == first["date"]  # kept
+
+    # a file written before fingerprints: matched on dataset, subset and clip counts
+    legacy = {k: v for k, v in first.items() if k != "clips_sha1"}
+    (out / "results.json").write_text(json.dumps(legacy))
+    assert "mfcc" in run("--mfcc", "", "--carry_over")["models"]
+    (out / "results.json").write_text(json.dumps(legacy))
+    assert "mfcc" not in run("--mfcc", "", "--carry_over", "--limit", "3")["models"]
+
+    # other clips, or no flag: nothing is carried
+    run("--mfcc", mfcc_dir)
+    other = run("--mfcc", "", "--carry_over", "--limit", "3")
+    assert "mfcc" not in other["models"] and "mfcc" in other["skipped"]
+    run("--mfcc", mfcc_dir)
+    assert "mfcc" not in run("--mfcc", "")["models"]
