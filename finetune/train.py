@@ -47,6 +47,9 @@ class ModelArguments:
     window_seconds: float = field(default=3.0, metadata={"help": "model input length (Whisper: positions kept)"})
     encoder_layers: int | None = field(default=None, metadata={"help": "keep only the first N encoder blocks (Whisper)"})
     projector_size: int = field(default=256, metadata={"help": "width of the classification projector"})
+    init_from: str | None = field(default=None, metadata={
+        "help": "a model this script saved, built from the same --base and architecture: training starts from its "
+                "weights instead of a fresh head, with a new learning-rate schedule (a warm restart)"})
 
 
 @dataclass
@@ -309,6 +312,26 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def load_weights(model, path: Path) -> None:
+    """Copy a saved model's weights into `model` (float32 whatever the saved dtype); refuse a model whose
+    labels or parameters differ, since a partial copy would train a different model than asked for."""
+    saved = json.loads((path / "config.json").read_text())
+    labels = [saved.get("id2label", {}).get(str(i)) for i in range(len(saved.get("id2label", {})))]
+    if labels != list(model.config.id2label.values()):
+        raise ValueError(f"{path} has labels {labels}, not this taxonomy's {list(model.config.id2label.values())}")
+    from safetensors.torch import load_file
+
+    own = model.state_dict()
+    state = load_file(str(path / "model.safetensors"))
+    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or extra or wrong:
+        raise ValueError(f"{path} does not match the model built from --base: missing {missing[:3]}, "
+                         f"unexpected {extra[:3]}, other shapes {wrong[:3]}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    log.info("weights from %s (%d tensors)", path, len(state))
+
+
 def save_model(model, extractor, out: Path, dtype: str, extra: dict) -> None:
     """Hugging Face format, loadable by `pipeline("audio-classification", model=out)`."""
     out.mkdir(parents=True, exist_ok=True)
@@ -350,7 +373,10 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         log.info("resumed from %s at step %d", ckpt, step)
     else:
         state = {}
-        init_head_from_data(model, batches, n_batches=t.init_batches)
+        if m.init_from:
+            load_weights(model, Path(m.init_from))
+        else:
+            init_head_from_data(model, batches, n_batches=t.init_batches)
     ema = None
     if t.ema_decay:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema_decay), use_buffers=True)

@@ -75,6 +75,27 @@ def test_a_resumed_run_reports_wall_time_for_the_whole_run(tiny_whisper, tiny_da
     assert int(re.search(r"Wall time: (\d+) min", card).group(1)) >= 167
 
 
+def test_init_from_starts_from_a_saved_models_weights_and_refuses_another_architecture(tiny_whisper, tiny_dataset,
+                                                                                       tmp_path):
+    from safetensors.torch import load_file
+
+    def run(name, projector_size=8, **kw):
+        train(ModelArguments(base=tiny_whisper, window_seconds=3.0, projector_size=projector_size, **kw),
+              DataArguments(dataset=tiny_dataset, eval_splits="validation"),
+              TrainArguments(output_dir=str(tmp_path / name), run_dir=str(tmp_path / f"run-{name}"), max_steps=2,
+                             batch_size=4, eval_every=2, **({"head_lr": 0.0, "encoder_lr": 0.0} if kw else {})))
+        return load_file(str(tmp_path / name / "model.safetensors"))
+
+    first = run("first")
+    # at zero learning rates the continued model is the one it started from, head included;
+    # a fresh head would have been re-initialised from data
+    again = run("again", init_from=str(tmp_path / "first"))
+    assert set(again) == set(first)
+    assert all(np.allclose(again[k].float().numpy(), first[k].float().numpy(), atol=1e-3) for k in first)
+    with pytest.raises(ValueError, match="does not match"):
+        run("other", projector_size=4, init_from=str(tmp_path / "first"))
+
+
 def test_weight_average_is_what_gets_evaluated_saved_and_resumed(tiny_whisper, tiny_dataset, tmp_path):
     import torch
     from safetensors.torch import load_file
