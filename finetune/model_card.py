@@ -14,9 +14,35 @@ from instrusense.taxonomy import FAMILIES
 CARD_START, CARD_END = "<!-- eval:start -->", "<!-- eval:end -->"
 
 
+def _earlier_stages(run: dict) -> list[dict]:
+    """The runs this one continued from (`--init_from`), oldest first."""
+    stages, parent = [], run.get("parent")
+    while parent:
+        stages.insert(0, parent)
+        parent = parent.get("parent")
+    return stages
+
+
+def _stages_text(stages: list[dict]) -> str:
+    if not stages:
+        return ""
+    done = "; ".join(f"{s['train']['max_steps']} steps (seed {s['train']['seed']}, head lr {s['train']['head_lr']:g}, "
+                     f"encoder lr {s['train']['encoder_lr']:g}; its step {s.get('step')} kept)" for s in stages)
+    return (f"\n\nTrained in {len(stages) + 1} stages. Each later stage starts from the weights the stage before"
+            " saved (`--init_from`)\ninstead of a fresh head, with a new warm-up and cosine schedule (a warm"
+            f" restart). Earlier stages: {done}.\nThe recipe above is the last stage's.")
+
+
 def render_card(run: dict, best_step: int | None, history: list[dict], command: str) -> str:
     m, d, t = run["model"], run["data"], run["train"]
+    stages = _earlier_stages(run)
+    commands = ["python -m finetune.train " + shlex.join(s["argv"]) for s in stages if s.get("argv")]
+    command = "\n".join([*commands, command])
     wall = history[-1]["elapsed_s"] if history else float("nan")
+    earlier = [s["elapsed_s"] for s in stages if "elapsed_s" in s]
+    span = "for this stage" if stages else "for the whole run"
+    total = (f" ({(wall + sum(earlier)) / 60:.0f} min with the earlier stages)"
+             if stages and len(earlier) == len(stages) else "")
     families = "\n".join(f"| {fam} | {', '.join(labels)} |" for fam, labels in FAMILIES.items())
     ema = (f" Evaluated and shipped: an exponential moving average of the weights (decay {t['ema_decay']:g})."
            if t.get("ema_decay") else "")
@@ -85,13 +111,13 @@ Recipe: the projector is initialised from data (standardised principal axes of t
 states) and the classifier bias at the label priors; then the whole model is fine-tuned with AdamW
 (head lr {t['head_lr']:g}, encoder lr {t['encoder_lr']:g}, warm-up {t['warmup_fraction']:.0%}, cosine decay), multi-label
 BCE, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}.{llrd}{ema} The checkpoint with the best validation
-mAP (step {best_step}) is the one shipped.
+mAP (step {best_step}) is the one shipped.{_stages_text(stages)}
 
 ```bash
 {command}
 ```
 
-Wall time: {wall / 60:.0f} min for the whole run including periodic evaluation, on the 2-core CPU
+Wall time: {wall / 60:.0f} min {span} including periodic evaluation{total}, on the 2-core CPU
 described in the evaluation section (no GPU).
 
 Training curve (evaluation every {t['eval_every']} steps; validation limited to {d['eval_limit']} clips):

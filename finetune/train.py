@@ -385,6 +385,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     scored = ema.module if ema is not None else model  # the weights that are evaluated and saved
     warmup = max(1, int(t.warmup_fraction * t.max_steps))
     args_record = {"model": asdict(m), "data": asdict(d), "train": asdict(t), "argv": argv}
+    if m.init_from and (Path(m.init_from) / "training_run.json").is_file():  # the card tells every stage
+        args_record["parent"] = json.loads((Path(m.init_from) / "training_run.json").read_text())
 
     bar = tqdm(total=t.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
     running = None
@@ -411,7 +413,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
             score = results.get(d.select_on, {}).get("mAP", -running)
             if score > best["score"]:
                 best = {"score": score, "step": step}
-                save_model(scored, extractor, run / "best", t.save_dtype, {**args_record, "step": step, "eval": results})
+                save_model(scored, extractor, run / "best", t.save_dtype, {**args_record, "step": step, "elapsed_s": history[-1]["elapsed_s"],
+                                                                            "eval": results})
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                         "history": history, "best": best, **({"ema": ema.state_dict()} if ema is not None else {})}, ckpt)
             (run / "history.json").write_text(json.dumps(history, indent=2) + "\n")

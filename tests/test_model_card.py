@@ -44,3 +44,15 @@ def test_shipped_card_recipe_matches_its_run():
     card = render_card(run, run.get("step"), HISTORY, "python -m finetune.train " + " ".join(run["argv"]))
     assert f"{run['train']['max_steps']} steps" in card and "--mix_fraction" in card
     assert ("mixed in" in card) == bool(run["data"].get("mix_fraction"))
+
+
+def test_a_continued_run_lists_every_stage_its_commands_and_the_total_wall_time():
+    first = {**_run(), "step": 6000, "elapsed_s": 7200.0, "argv": ["--max_steps", "6000"]}
+    second = {**_run(), "parent": first, "argv": ["--init_from", "models/instrusense"]}
+    second["train"] = {**second["train"], "max_steps": 2000, "seed": 1}
+    card = render_card(second, 2000, HISTORY, "python -m finetune.train --init_from models/instrusense")
+    assert "Trained in 2 stages" in card and "6000 steps (seed 0" in card
+    assert "python -m finetune.train --max_steps 6000\npython -m finetune.train --init_from" in card
+    assert "10 min for this stage" in card and "(130 min with the earlier stages)" in card
+    single = render_card(first, 6000, HISTORY, "cmd")
+    assert "stages" not in single and "10 min for the whole run" in single

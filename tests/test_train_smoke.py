@@ -92,6 +92,9 @@ def test_init_from_starts_from_a_saved_models_weights_and_refuses_another_archit
     again = run("again", init_from=str(tmp_path / "first"))
     assert set(again) == set(first)
     assert all(np.allclose(again[k].float().numpy(), first[k].float().numpy(), atol=1e-3) for k in first)
+    record = json.loads((tmp_path / "again" / "training_run.json").read_text())
+    assert record["parent"]["step"] == 2 and record["parent"]["elapsed_s"] > 0  # the card lists both stages
+    assert "Trained in 2 stages" in (tmp_path / "again" / "README.md").read_text()
     with pytest.raises(ValueError, match="does not match"):
         run("other", projector_size=4, init_from=str(tmp_path / "first"))
 
