@@ -40,6 +40,7 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
     command = "\n".join([*commands, command])
     wall = history[-1]["elapsed_s"] if history else float("nan")
     earlier = [s["elapsed_s"] for s in stages if "elapsed_s" in s]
+    init = "the first stage initialises the projector" if stages else "the projector is initialised"
     span = "for this stage" if stages else "for the whole run"
     total = (f" ({(wall + sum(earlier)) / 60:.0f} min with the earlier stages)"
              if stages and len(earlier) == len(stages) else "")
@@ -107,7 +108,7 @@ random {m['window_seconds']:g} s crop with on-the-fly recording effects (`finetu
 reverb, EQ, phone/laptop band-limiting, background noise at random SNR, gain, compression);
 {d['short_fraction']:.0%} are cut to 0.5–{m['window_seconds']:g} s and zero-padded, as the app pads short recordings.{mixing}{specaug}{varispeed}
 
-Recipe: the projector is initialised from data (standardised principal axes of the pooled hidden
+Recipe: {init} from data (standardised principal axes of the pooled hidden
 states) and the classifier bias at the label priors; then the whole model is fine-tuned with AdamW
 (head lr {t['head_lr']:g}, encoder lr {t['encoder_lr']:g}, warm-up {t['warmup_fraction']:.0%}, cosine decay), multi-label
 BCE, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}.{llrd}{ema} The checkpoint with the best validation

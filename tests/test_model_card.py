@@ -13,7 +13,9 @@ SHIPPED_RUN = Path(__file__).parents[1] / "models" / "instrusense" / "training_r
 
 
 def _run(**data_extra) -> dict:
+    """The shipped run's arguments as one single-stage run."""
     run = json.loads(SHIPPED_RUN.read_text())
+    run.pop("parent", None)
     run["data"] = {**run["data"], **data_extra}
     return run
 
@@ -48,6 +50,7 @@ def test_shipped_card_recipe_matches_its_run():
 
 def test_a_continued_run_lists_every_stage_its_commands_and_the_total_wall_time():
     first = {**_run(), "step": 6000, "elapsed_s": 7200.0, "argv": ["--max_steps", "6000"]}
+    first["train"] = {**first["train"], "max_steps": 6000, "seed": 0}
     second = {**_run(), "parent": first, "argv": ["--init_from", "models/instrusense"]}
     second["train"] = {**second["train"], "max_steps": 2000, "seed": 1}
     card = render_card(second, 2000, HISTORY, "python -m finetune.train --init_from models/instrusense")
