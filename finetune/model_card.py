@@ -14,6 +14,10 @@ from instrusense.taxonomy import FAMILIES
 CARD_START, CARD_END = "<!-- eval:start -->", "<!-- eval:end -->"
 
 
+def _command(argv: list[str]) -> str:
+    return "python -m finetune.train " + shlex.join(argv)
+
+
 def _earlier_stages(run: dict) -> list[dict]:
     """The runs this one continued from (`--init_from`), oldest first."""
     stages, parent = [], run.get("parent")
@@ -36,7 +40,7 @@ def _stages_text(stages: list[dict]) -> str:
 def render_card(run: dict, best_step: int | None, history: list[dict], command: str) -> str:
     m, d, t = run["model"], run["data"], run["train"]
     stages = _earlier_stages(run)
-    commands = ["python -m finetune.train " + shlex.join(s["argv"]) for s in stages if s.get("argv")]
+    commands = [_command(s["argv"]) for s in stages if s.get("argv")]
     command = "\n".join([*commands, command])
     wall = history[-1]["elapsed_s"] if history else float("nan")
     earlier = [s["elapsed_s"] for s in stages if "elapsed_s" in s]
@@ -146,7 +150,7 @@ held-out SoundFont alone. Voices, synthesizers and ensembles are broad classes.
 def write_model_card(model_dir: Path, run: dict, best_step: int | None, history: list[dict], argv: list[str]) -> Path:
     """Write README.md next to the weights, keeping an existing evaluation section."""
     card = model_dir / "README.md"
-    text = render_card(run, best_step, history, "python -m finetune.train " + shlex.join(argv))
+    text = render_card(run, best_step, history, _command(argv))
     if card.is_file():
         old = card.read_text()
         if CARD_START in old and CARD_END in old:

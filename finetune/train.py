@@ -313,23 +313,19 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def load_weights(model, path: Path) -> None:
-    """Copy a saved model's weights into `model` (float32 whatever the saved dtype); refuse a model whose
-    labels or parameters differ, since a partial copy would train a different model than asked for."""
-    saved = json.loads((path / "config.json").read_text())
-    labels = [saved.get("id2label", {}).get(str(i)) for i in range(len(saved.get("id2label", {})))]
-    if labels != list(model.config.id2label.values()):
-        raise ValueError(f"{path} has labels {labels}, not this taxonomy's {list(model.config.id2label.values())}")
+    """Copy a saved model's weights into `model` (cast to its dtype); refuse a model whose labels or
+    parameters differ, since a partial copy would train a different model than asked for."""
     from safetensors.torch import load_file
 
-    own = model.state_dict()
-    state = load_file(str(path / "model.safetensors"))
-    missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or extra or wrong:
-        raise ValueError(f"{path} does not match the model built from --base: missing {missing[:3]}, "
-                         f"unexpected {extra[:3]}, other shapes {wrong[:3]}")
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
-    log.info("weights from %s (%d tensors)", path, len(state))
+    saved = json.loads((path / "config.json").read_text()).get("id2label", {})
+    if {int(i): label for i, label in saved.items()} != model.config.id2label:
+        raise ValueError(f"{path} has labels {list(saved.values())}, not this taxonomy's "
+                         f"{list(model.config.id2label.values())}")
+    try:  # strict: missing, unexpected and reshaped tensors are all errors
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
+    except RuntimeError as err:
+        raise ValueError(f"{path} does not match the model built from --base: {err}") from err
+    log.info("weights from %s", path)
 
 
 def save_model(model, extractor, out: Path, dtype: str, extra: dict) -> None:
@@ -385,8 +381,9 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     scored = ema.module if ema is not None else model  # the weights that are evaluated and saved
     warmup = max(1, int(t.warmup_fraction * t.max_steps))
     args_record = {"model": asdict(m), "data": asdict(d), "train": asdict(t), "argv": argv}
-    if m.init_from and (Path(m.init_from) / "training_run.json").is_file():  # the card tells every stage
-        args_record["parent"] = json.loads((Path(m.init_from) / "training_run.json").read_text())
+    parent = Path(m.init_from) / "training_run.json" if m.init_from else None
+    if parent and parent.is_file():  # the card tells every stage
+        args_record["parent"] = json.loads(parent.read_text())
 
     bar = tqdm(total=t.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
     running = None
@@ -413,8 +410,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
             score = results.get(d.select_on, {}).get("mAP", -running)
             if score > best["score"]:
                 best = {"score": score, "step": step}
-                save_model(scored, extractor, run / "best", t.save_dtype, {**args_record, "step": step, "elapsed_s": history[-1]["elapsed_s"],
-                                                                            "eval": results})
+                save_model(scored, extractor, run / "best", t.save_dtype,
+                           {**args_record, "step": step, "elapsed_s": history[-1]["elapsed_s"], "eval": results})
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                         "history": history, "best": best, **({"ema": ema.state_dict()} if ema is not None else {})}, ckpt)
             (run / "history.json").write_text(json.dumps(history, indent=2) + "\n")
