@@ -80,6 +80,7 @@ class EvalArguments:
     seed: int = field(default=0, metadata={"help": "seed of the --limit subset"})
     batch_size: int = field(default=32)
     threads: int = field(default=0, metadata={"help": "torch threads (0: torch default)"})
+    device: str = field(default="auto", metadata={"help": "auto (a CUDA GPU when there is one), cpu, cuda or cuda:N"})
     int8: bool = field(default=False, metadata={"help": "also score the fine-tuned model with dynamic int8 linears"})
     from_results: bool = field(default=False, metadata={"help": "only re-render out/results.json (and the card)"})
     carry_over: bool = field(default=False, metadata={
@@ -120,32 +121,33 @@ def _hf_window_seconds(path: Path, extractor) -> float:
     return n_samples / extractor.sampling_rate if n_samples else 3.0
 
 
-def int8_scorer(path: str, batch_size: int):
-    return hf_scorer(path, batch_size, quantize=True)
+def int8_scorer(path: str, batch_size: int, device: str = "cpu"):
+    return hf_scorer(path, batch_size, quantize=True, device="cpu")  # dynamic int8 runs on CPUs only
 
 
-def hf_scorer(path: str, batch_size: int, quantize: bool = False):
+def hf_scorer(path: str, batch_size: int, quantize: bool = False, device: str = "auto"):
     """Clip scorer for a checkpoint trained by finetune.train (outputs = the taxonomy, in order)."""
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     from finetune.train import predict_clips
+    from instrusense.model import quantize_int8, resolve_device
 
     model = AutoModelForAudioClassification.from_pretrained(path, use_safetensors=True).float().eval()
     if quantize:
-        from instrusense.model import quantize_int8
-
         model = quantize_int8(model)
+    model.to(resolve_device(device))
     extractor = AutoFeatureExtractor.from_pretrained(path)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if tuple(names) != LABELS:
         raise ValueError(f"{path}: outputs are not the taxonomy labels in order (got {names[:4]}...)")
     window = round(_hf_window_seconds(Path(path), extractor) * SAMPLE_RATE)
     info = {"path": path, "type": model.config.model_type, "window_seconds": window / SAMPLE_RATE,
-            "parameters": int(sum(p.numel() for p in model.parameters()))}
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "device": str(next(model.parameters()).device)}
     return (lambda clips: predict_clips(model, extractor, clips, window, window // 2, batch_size)), info
 
 
-def mfcc_scorer(path: str, batch_size: int):
+def mfcc_scorer(path: str, batch_size: int, device: str = "cpu"):
     from finetune.baselines import MfccBaseline
 
     model = MfccBaseline.load(path)
@@ -227,7 +229,7 @@ def evaluate(a: EvalArguments, command: str = "") -> dict:
             results["skipped"][key] = note
             continue
         t0 = time.time()
-        scorer, info = make(path, a.batch_size)
+        scorer, info = make(path, a.batch_size, device=a.device)
         scores = {name: scorer(clips) for name, clips in splits.items()}
         info["seconds"] = round(time.time() - t0, 1)
         info["rows"] = score_parts(scores, splits)

@@ -87,6 +87,12 @@ class TrainArguments:
     warmup_fraction: float = field(default=0.05)
     eval_every: int = field(default=200, metadata={"help": "evaluate and checkpoint every N steps"})
     threads: int = field(default=0, metadata={"help": "torch threads (0: torch default)"})
+    device: str = field(default="auto", metadata={
+        "help": "auto (a CUDA GPU when there is one), cpu, cuda or cuda:N; on a GPU the forward pass runs in bfloat16 "
+                "autocast"})
+    workers: int = field(default=0, metadata={
+        "help": "processes that prepare batches ahead (augmentation, features); the same batches for any number "
+                "(up to float rounding). 0: prepared in the training process. A GPU waits on the data without them"})
     seed: int = field(default=0)
     init_batches: int = field(default=24, metadata={"help": "batches used to initialise the projector from data"})
     save_dtype: str = field(default="float16", metadata={"help": "dtype of the saved weights (float16 or float32)"})
@@ -185,6 +191,38 @@ class TrainBatches:
         return mix.astype(np.float32), labels
 
 
+class _Steps(torch.utils.data.Dataset):
+    """Batch `step` of a `TrainBatches` stream, so that a DataLoader's workers can prepare batches ahead.
+    Each batch depends only on the seed and the step, so the stream does not depend on the workers (up to
+    float rounding: a worker computes with one thread, and sums over more threads round differently)."""
+
+    def __init__(self, batches: TrainBatches, first: int, last: int):
+        self.batches, self.first, self.last = batches, first, last
+
+    def __len__(self) -> int:
+        return self.last - self.first
+
+    def __getitem__(self, i: int) -> tuple[dict, torch.Tensor]:
+        return self.batches.batch(self.first + i)
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # workers share the cores; one thread each
+
+
+def batch_stream(batches: TrainBatches, first: int, last: int, workers: int):
+    """Batches `first` .. `last - 1` in order; with `workers` > 0 prepared ahead in that many processes."""
+    if workers <= 0:
+        return (batches.batch(step) for step in range(first, last))
+    return iter(torch.utils.data.DataLoader(_Steps(batches, first, last), batch_size=None, shuffle=False,
+                                            num_workers=workers, worker_init_fn=_one_thread, prefetch_factor=4,
+                                            persistent_workers=False))
+
+
+def _to(inputs: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+
+
 def _mask_spectrograms(inputs: dict, gen: torch.Generator) -> dict:
     """`spec_mask` on a feature extractor's output: Whisper's (batch, mels, frames) or AST's (batch, frames, mels)."""
     if "input_features" in inputs:
@@ -199,12 +237,13 @@ def _mask_spectrograms(inputs: dict, gen: torch.Generator) -> dict:
 def predict_clips(model, extractor, clips: Clips, window: int, hop: int, batch_size: int = 32) -> np.ndarray:
     """Clip scores the way the app computes them: windows over the clip, sigmoid, max over windows."""
     model.eval()
+    device = next(model.parameters()).device
 
     def score_windows(windows: np.ndarray) -> np.ndarray:
         probs = np.zeros((len(windows), len(LABELS)), np.float32)
         for s in range(0, len(windows), batch_size):
             inputs = extractor(list(windows[s:s + batch_size]), sampling_rate=SAMPLE_RATE, return_tensors="pt")
-            probs[s:s + batch_size] = torch.sigmoid(model(**inputs).logits.float()).numpy()
+            probs[s:s + batch_size] = torch.sigmoid(model(**_to(inputs, device)).logits.float()).cpu().numpy()
         return probs
 
     return clip_scores(clips.waves, window, hop, score_windows)
@@ -249,20 +288,22 @@ def init_head_from_data(model, batches: TrainBatches, n_batches: int) -> None:
     principal axes) on time-averaged hidden states is exact. The model classes stay standard.
     """
     model.eval()
+    device = next(model.parameters()).device
     whisper = getattr(model.config, "use_weighted_layer_sum", False) and hasattr(model, "projector")
     pooled, targets = [], []
     for step in range(n_batches):
         inputs, target = batches.batch(10**9 + step)  # steps the training loop never draws
         targets.append(target)
         if whisper:
-            hidden = torch.stack(model.encoder(inputs["input_features"], output_hidden_states=True).hidden_states, 1)
+            features = inputs["input_features"].to(device)
+            hidden = torch.stack(model.encoder(features, output_hidden_states=True).hidden_states, 1)
             weights = torch.softmax(model.layer_weights, dim=-1).view(1, -1, 1, 1)
-            pooled.append((hidden * weights).sum(1).mean(1))
+            pooled.append((hidden * weights).sum(1).mean(1).cpu())
     if whisper:
         _fit_projector(model.projector, torch.cat(pooled).double())
     head = _output_layer(model)
     prior = torch.cat(targets).mean(0).clamp(1e-3, 0.5)
-    head.bias.copy_(torch.log(prior / (1 - prior)))
+    head.bias.copy_(torch.log(prior / (1 - prior)).to(head.bias.device))
     head.weight.mul_(0.1)
     log.info("classifier bias at the label priors of %d examples", sum(len(t) for t in targets))
 
@@ -322,7 +363,7 @@ def load_weights(model, path: Path) -> None:
         raise ValueError(f"{path} has labels {list(saved.values())}, not this taxonomy's "
                          f"{list(model.config.id2label.values())}")
     try:  # strict: missing, unexpected and reshaped tensors are all errors
-        model.load_state_dict(load_file(str(path / "model.safetensors")))
+        model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(next(model.parameters()).device)))
     except RuntimeError as err:
         raise ValueError(f"{path} does not match the model built from --base: {err}") from err
     log.info("weights from %s", path)
@@ -331,7 +372,8 @@ def load_weights(model, path: Path) -> None:
 def save_model(model, extractor, out: Path, dtype: str, extra: dict) -> None:
     """Hugging Face format, loadable by `pipeline("audio-classification", model=out)`."""
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    state = {k: (v.to(getattr(torch, dtype)) if v.is_floating_point() else v).cpu()
+             for k, v in model.state_dict().items()}
     model.save_pretrained(out, state_dict=state, safe_serialization=True)
     extractor.save_pretrained(out)
     (out / "training_run.json").write_text(json.dumps(extra, indent=2) + "\n")
@@ -343,8 +385,13 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         torch.set_num_threads(t.threads)
     run = Path(t.run_dir)
     run.mkdir(parents=True, exist_ok=True)
+    from instrusense.model import resolve_device
+
+    device = resolve_device(t.device)
     model, extractor = build_classifier(m.base, window_seconds=m.window_seconds, encoder_layers=m.encoder_layers,
                                         projector_size=m.projector_size)
+    model.to(device)
+    log.info("training on %s%s", device, " (bfloat16 autocast)" if device.type == "cuda" else "")
     window = round(m.window_seconds * SAMPLE_RATE)
     started = time.time()
     clips = load_clips(d.dataset, d.train_split)
@@ -387,12 +434,16 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
 
     bar = tqdm(total=t.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
     running = None
+    stream = batch_stream(batches, step, t.max_steps, t.workers)
     while step < t.max_steps:
         model.train()
-        inputs, targets = batches.batch(step)
+        inputs, targets = next(stream)
+        inputs, targets = _to(inputs, device), targets.to(device)
         for g, lr in zip(optimizer.param_groups, base_lrs):
             g["lr"] = lr * _lr_factor(step, t.max_steps, warmup)
-        loss = loss_fn(model(**inputs).logits, targets)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(**inputs).logits
+        loss = loss_fn(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -44,6 +44,7 @@ class Tagger:
     """Input length the model was built for (Whisper-style extractors pad to a fixed length)."""
     label_map: np.ndarray
     """(n_model_labels,) taxonomy index of each model output, -1 where it is no taxonomy label."""
+    device: torch.device = torch.device("cpu")
 
     def predict(self, windows: np.ndarray, batch_size: int) -> np.ndarray:
         """(n_windows, len(LABELS)) confidences for equal-length windows of mono audio."""
@@ -51,8 +52,9 @@ class Tagger:
         for i in range(0, len(windows), batch_size):
             batch = windows[i:i + batch_size]
             inputs = self.feature_extractor(list(batch), sampling_rate=self.sampling_rate, return_tensors="pt")
+            inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
             with torch.inference_mode():
-                logits = self.model(**inputs).logits.float().numpy()
+                logits = self.model(**inputs).logits.float().cpu().numpy()
             out[i:i + len(batch)] = self._to_taxonomy(activate(logits, self.multi_label))
         return out
 
@@ -84,6 +86,22 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def resolve_device(requested: str = "auto", cuda_available: bool | None = None) -> torch.device:
+    """The torch device for a `Settings.device` value; asking for a GPU that is not there is an error,
+    not a silent fall-back, so a deployment that expects one finds out at start-up."""
+    available = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if requested == "auto":
+        return torch.device("cuda" if available else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if cuda_available is None else int(available)
+        if not available or (device.index or 0) >= count:
+            raise ModelUnavailableError(
+                f"The device {requested!r} was asked for (INSTRUSENSE_DEVICE / --device), but torch sees "
+                f"{count if available else 'no'} CUDA device{'s' if count != 1 else ''}. Use 'auto' or 'cpu'.")
+    return device
+
+
 def resolve_model_id(model: str | None) -> str:
     """The checkpoint to use: explicit choice, else the shipped default."""
     return model or DEFAULT_MODEL
@@ -91,11 +109,11 @@ def resolve_model_id(model: str | None) -> str:
 
 def tagger_for(settings: Settings) -> Tagger:
     """The (cached) tagger the settings ask for."""
-    return load_tagger(resolve_model_id(settings.model), settings.threads, settings.quantize)
+    return load_tagger(resolve_model_id(settings.model), settings.threads, settings.quantize, settings.device)
 
 
 @functools.lru_cache(maxsize=2)
-def load_tagger(model_id: str, threads: int = 0, quantize: bool = False) -> Tagger:
+def load_tagger(model_id: str, threads: int = 0, quantize: bool = False, device: str = "auto") -> Tagger:
     """Load a checkpoint once per process (cached), ready for inference."""
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
     from transformers.utils import logging as hf_logging
@@ -104,6 +122,7 @@ def load_tagger(model_id: str, threads: int = 0, quantize: bool = False) -> Tagg
 
     if threads > 0:
         torch.set_num_threads(threads)
+    target = resolve_device(device)
     local = Path(model_id)
     if model_id == DEFAULT_MODEL and not (local / "config.json").is_file():
         raise ModelUnavailableError(f"The default model is missing ({local}). {HOW_TO_GET_A_MODEL}")
@@ -115,9 +134,13 @@ def load_tagger(model_id: str, threads: int = 0, quantize: bool = False) -> Tagg
         extractor = AutoFeatureExtractor.from_pretrained(model_id)
     except Exception as exc:  # Hub unreachable, unknown architecture, pickle-only weights, ...
         raise ModelUnavailableError(f"Could not load the model {model_id!r}: {exc}. {HOW_TO_GET_A_MODEL}") from exc
-    model = model.float().eval()  # weights may ship in float16; CPUs compute in float32
+    model = model.float().eval()  # weights may ship in float16; compute in float32 (same scores on CPU and GPU)
+    if quantize and target.type != "cpu":
+        log.warning("INSTRUSENSE_QUANTIZE applies to CPUs only; running float32 on %s", target)
+        quantize = False
     if quantize:
         model = quantize_int8(model)
+    model = model.to(target)
     label_map = label_map_for(model.config.id2label)
     if not (label_map >= 0).any():
         raise ModelUnavailableError(
@@ -133,9 +156,10 @@ def load_tagger(model_id: str, threads: int = 0, quantize: bool = False) -> Tagg
         sampling_rate=rate,
         native_window_seconds=(n_samples / rate) if n_samples else None,
         label_map=label_map,
+        device=target,
     )
-    log.info("loaded %s (%s%s, %d labels, %s, %s window)", model_id, model.config.model_type,
+    log.info("loaded %s (%s%s, %d labels, %s, %s window) on %s", model_id, model.config.model_type,
              ", int8" if quantize else "",
              len(label_map), "multi-label" if tagger.multi_label else "single-label",
-             f"{tagger.native_window_seconds:g} s" if tagger.native_window_seconds else "free")
+             f"{tagger.native_window_seconds:g} s" if tagger.native_window_seconds else "free", target)
     return tagger

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -33,6 +34,8 @@ class Settings:
     """Torch intra-op threads; 0 keeps torch's default (one per core)."""
     quantize: bool = False
     """Run the model's linear layers in dynamic int8 (faster on CPUs; see README, Speed)."""
+    device: str = "auto"
+    """Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."""
     max_duration_seconds: float = 600.0
     """Longer recordings are analysed up to this point, with a notice saying so (bounds memory and time)."""
     min_duration_seconds: float = 0.5
@@ -101,5 +104,7 @@ def _validate(s: Settings) -> None:
             raise SettingsError(f"{_env_name(name)} must be positive, got {getattr(s, name)}")
     if not 0.0 < s.threshold < 1.0:
         raise SettingsError(f"{_env_name('threshold')} must lie between 0 and 1, got {s.threshold}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", s.device):
+        raise SettingsError(f"{_env_name('device')} must be auto, cpu, cuda or cuda:N, got {s.device!r}")
     if not 0.0 < s.pool_top_fraction <= 1.0:
         raise SettingsError(f"{_env_name('pool_top_fraction')} must lie in (0, 1], got {s.pool_top_fraction}")

@@ -41,7 +41,7 @@ def test_boolean_settings_read_words_not_truthiness():
 
 
 @pytest.mark.parametrize("env", [{"INSTRUSENSE_QUANTIZE": "maybe"}, {"INSTRUSENSE_BATCH_SIZE": "many"}, {"INSTRUSENSE_THRESHOLD": "1.5"},
-                                 {"INSTRUSENSE_HOP_SECONDS": "0"}])
+                                 {"INSTRUSENSE_HOP_SECONDS": "0"}, {"INSTRUSENSE_DEVICE": "gpu"}])
 def test_bad_settings_name_the_variable(env):
     with pytest.raises(SettingsError, match=next(iter(env))):
         load_settings(env)

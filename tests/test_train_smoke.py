@@ -221,3 +221,26 @@ def test_layer_wise_decay_gives_lower_blocks_lower_rates(tiny_whisper):
     assert len(rate) == sum(p.requires_grad for p in model.parameters())
     flat = _param_groups(model, head_lr=1e-3, encoder_lr=1e-4, weight_decay=0.0)
     assert [g["lr"] for g in flat] == [1e-3, 1e-4]
+
+
+def test_workers_prepare_the_same_batch_stream_as_the_training_process(tiny_whisper):
+    import torch
+    from transformers import WhisperFeatureExtractor
+
+    from finetune.train import TrainBatches, batch_stream
+
+    extractor = WhisperFeatureExtractor.from_pretrained(tiny_whisper)
+    batches = TrainBatches(_tone_clips(), extractor, 48000, 4, do_augment=True, seed=3, mix_fraction=0.5,
+                           pitch_shift=2.0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # workers compute with one thread each; float sums depend on the thread count
+    try:
+        inline = list(batch_stream(batches, 5, 11, workers=0))
+    finally:
+        torch.set_num_threads(threads)
+    ahead = list(batch_stream(batches, 5, 11, workers=2))
+    assert len(inline) == len(ahead) == 6
+    for (a_in, a_tg), (b_in, b_tg) in zip(inline, ahead):  # same steps, same order, same augmentation draws
+        assert torch.equal(a_tg, b_tg)
+        assert torch.equal(a_in["input_features"], b_in["input_features"])
+    assert not torch.equal(inline[0][0]["input_features"], inline[1][0]["input_features"])
