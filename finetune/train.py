@@ -435,6 +435,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     bar = tqdm(total=t.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
     running = None
     stream = batch_stream(batches, step, t.max_steps, t.workers)
+    since, since_step = time.time(), step  # training speed between evaluations (data waits included)
     while step < t.max_steps:
         model.train()
         inputs, targets = next(stream)
@@ -455,8 +456,10 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         bar.update(1)
         bar.set_postfix(loss=f"{running:.4f}")
         if step % t.eval_every == 0 or step == t.max_steps:
+            steps_per_s = (step - since_step) / (time.time() - since)
             results = evaluate_splits(scored, extractor, evals, window)
-            history.append({"step": step, "loss": running, "elapsed_s": time.time() - started, **results})
+            history.append({"step": step, "loss": running, "elapsed_s": time.time() - started,
+                            "steps_per_s": steps_per_s, **results})
             log.info("step %d loss %.4f %s", step, running, json.dumps(results))
             score = results.get(d.select_on, {}).get("mAP", -running)
             if score > best["score"]:
@@ -466,6 +469,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                         "history": history, "best": best, **({"ema": ema.state_dict()} if ema is not None else {})}, ckpt)
             (run / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+            since, since_step = time.time(), step
     bar.close()
     final = Path(t.output_dir)
     if (run / "best").is_dir():
