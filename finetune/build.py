@@ -36,6 +36,7 @@ SPLIT_CODES = {"train": 1, "validation": 2}
 P_MIXTURE = 0.3
 CHUNK = 64  # clips planned and rendered together (lets TiMidity render a batch per process start)
 MAX_ATTEMPTS = 6
+MIN_ENSEMBLE_LABELS = 8
 
 
 @dataclass
@@ -82,7 +83,9 @@ class Stats:
 def plan_clip(rng: np.random.Generator, libs: dict[str, Library], seconds: float) -> tuple[str, str, list[Part]]:
     """(source, kind, parts) of one clip: a single instrument, or a mixture of 2-4 from one library."""
     all_labels = sorted({l for lib in libs.values() for l in lib.by_label})
-    ensembles = sorted(n for n, lib in libs.items() if len(lib.by_label) >= 2)  # a drum kit alone is no mixture
+    # a band from one library: a drum kit alone is no mixture, and a library of a few instruments would
+    # make those few far more frequent in mixtures than the rest
+    ensembles = sorted(n for n, lib in libs.items() if len(lib.by_label) >= MIN_ENSEMBLE_LABELS)
     if ensembles and rng.random() < P_MIXTURE:
         name = str(rng.choice(ensembles))
         lib = libs[name]
@@ -175,12 +178,13 @@ def dir_size(path: Path) -> int:
 
 def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, holdout=DEFAULT_HOLDOUT,
           sources=None, val_fraction: float = 0.15, real: bool = True, progress: bool = True,
-          real_eval_dir: Path | None = None) -> datasets.DatasetDict:
+          real_eval_dir: Path | None = None, extra_sources=()) -> datasets.DatasetDict:
     """Render, load, save and describe the dataset; returns the saved DatasetDict."""
     from finetune import card
     from finetune.real import REAL_EVAL_DIR, real_rows
 
-    names = list(sources) if sources else [n for n, s in SOURCES.items() if s.available()]
+    names = list(sources) if sources else [n for n, s in SOURCES.items() if s.available() and not s.opt_in]
+    names += [n for n in extra_sources if n not in names]
     unknown = [n for n in list(names) + list(holdout) if n not in SOURCES]
     if unknown:
         raise ValueError(f"unknown source(s) {unknown}; valid: {sorted(SOURCES)}")

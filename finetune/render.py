@@ -149,6 +149,10 @@ class TimidityRenderer:
 
 
 def make_renderer(source: Source):
+    if source.engine == "model":
+        from finetune.physical import ModelledRenderer
+
+        return ModelledRenderer(source)
     return TimidityRenderer(source) if source.engine == "timidity" else FluidRenderer(source)
 
 
