@@ -36,6 +36,7 @@ from finetune.model_card import write_model_card
 from finetune.modeling import build_classifier
 from finetune.schema import SAMPLE_RATE
 from instrusense.logs import configure_logging
+from instrusense.model import resolve_device
 from instrusense.taxonomy import LABEL_INDEX, LABELS
 
 log = logging.getLogger("finetune.train")
@@ -385,8 +386,6 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         torch.set_num_threads(t.threads)
     run = Path(t.run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    from instrusense.model import resolve_device
-
     device = resolve_device(t.device)
     model, extractor = build_classifier(m.base, window_seconds=m.window_seconds, encoder_layers=m.encoder_layers,
                                         projector_size=m.projector_size)
