@@ -103,6 +103,8 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
             ", ".join(l for l in LABELS if not stats.label["real", l]) or "none") + ".",
         "## Programs left out per library\n" + "\n".join(
             f"- **{n}**: " + ("a single drum kit, played as GM Standard Kit" if SOURCES[n].drum_kit else
+                              "plays only " + ", ".join(p.gm_name for ps in lib.by_label.values() for p in ps)
+                              if SOURCES[n].engine == "model" else
                               ", ".join(f"{k} ({v})" for k, v in lib.excluded.items()) or "none")
             for n, lib in libs.items()),
         "## What the clips contain\n"
