@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 
 from benchmarks.recordings import write_recording
-from benchmarks.timing import end_to_end
+from benchmarks.timing import end_to_end, median_runs
 
 log = logging.getLogger("benchmarks.gpu")
 
@@ -78,10 +77,9 @@ def speed(model: str, folder: Path, lengths: list[float], runs: int) -> dict:
         tagger = load_tagger(model, device=device)
         end_to_end(files[lengths[0]], tagger, settings)  # warm-up
         for s, f in files.items():
-            times = [end_to_end(f, tagger, settings) for _ in range(runs)]
-            out[f"{device} {s:g} s"] = {"median_s": statistics.median(t["total_s"] for t in times),
-                                        "decode_s": statistics.median(t["decode_s"] for t in times),
-                                        "windows": times[0]["windows"], "runs": runs}
+            med = median_runs([end_to_end(f, tagger, settings) for _ in range(runs)])
+            out[f"{device} {s:g} s"] = {"median_s": med["total_s"], "decode_s": med["decode_s"],
+                                        "windows": med["windows"], "runs": runs}
             log.info("%s %g s: %.3f s", device, s, out[f"{device} {s:g} s"]["median_s"])
     return out
 

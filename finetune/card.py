@@ -42,6 +42,15 @@ def independent_training_lineages(libs, train_sources) -> dict[str, list[str]]:
     return out
 
 
+def _left_out(name: str, lib) -> str:
+    """What a library does not play: a drum kit plays one kit, a modelled library only what has a model."""
+    if SOURCES[name].drum_kit:
+        return "a single drum kit, played as GM Standard Kit"
+    if SOURCES[name].engine == "model":
+        return "plays only " + ", ".join(p.gm_name for progs in lib.by_label.values() for p in progs)
+    return ", ".join(f"{k} ({v})" for k, v in lib.excluded.items()) or "none"
+
+
 def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_sources, open_seconds: float,
                argv, seed: int, hours: float, clip_seconds: float) -> Path:
     splits = [s for s in ("train", "validation", "real") if stats.clips[s]]
@@ -101,12 +110,7 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
                           "(FluidR3 and MuseScore General counted as one lineage, since they share samples)."),
         "Labels the **real** split lacks (no real recordings on these machines): " + (
             ", ".join(l for l in LABELS if not stats.label["real", l]) or "none") + ".",
-        "## Programs left out per library\n" + "\n".join(
-            f"- **{n}**: " + ("a single drum kit, played as GM Standard Kit" if SOURCES[n].drum_kit else
-                              "plays only " + ", ".join(p.gm_name for ps in lib.by_label.values() for p in ps)
-                              if SOURCES[n].engine == "model" else
-                              ", ".join(f"{k} ({v})" for k, v in lib.excluded.items()) or "none")
-            for n, lib in libs.items()),
+        "## Programs left out per library\n" + "\n".join(f"- **{n}**: {_left_out(n, lib)}" for n, lib in libs.items()),
         "## What the clips contain\n"
         "- General MIDI programs mapped to labels in `finetune/gm_programs.csv` (with realistic pitch ranges); "
         "a program is used only if the library has it and its test note sounds (not silent, not the piano "

@@ -135,7 +135,8 @@ def hf_scorer(path: str, batch_size: int, quantize: bool = False, device: str = 
     model = AutoModelForAudioClassification.from_pretrained(path, use_safetensors=True).float().eval()
     if quantize:
         model = quantize_int8(model)
-    model.to(resolve_device(device))
+    target = resolve_device(device)
+    model.to(target)
     extractor = AutoFeatureExtractor.from_pretrained(path)
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if tuple(names) != LABELS:
@@ -143,7 +144,7 @@ def hf_scorer(path: str, batch_size: int, quantize: bool = False, device: str = 
     window = round(_hf_window_seconds(Path(path), extractor) * SAMPLE_RATE)
     info = {"path": path, "type": model.config.model_type, "window_seconds": window / SAMPLE_RATE,
             "parameters": int(sum(p.numel() for p in model.parameters())),
-            "device": str(next(model.parameters()).device)}
+            "device": str(target)}
     return (lambda clips: predict_clips(model, extractor, clips, window, window // 2, batch_size)), info
 
 

@@ -36,7 +36,7 @@ from finetune.model_card import write_model_card
 from finetune.modeling import build_classifier
 from finetune.schema import SAMPLE_RATE
 from instrusense.logs import configure_logging
-from instrusense.model import resolve_device
+from instrusense.model import resolve_device, to_device
 from instrusense.taxonomy import LABEL_INDEX, LABELS
 
 log = logging.getLogger("finetune.train")
@@ -220,10 +220,6 @@ def batch_stream(batches: TrainBatches, first: int, last: int, workers: int):
                                             persistent_workers=False))
 
 
-def _to(inputs: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
-
-
 def _mask_spectrograms(inputs: dict, gen: torch.Generator) -> dict:
     """`spec_mask` on a feature extractor's output: Whisper's (batch, mels, frames) or AST's (batch, frames, mels)."""
     if "input_features" in inputs:
@@ -244,7 +240,7 @@ def predict_clips(model, extractor, clips: Clips, window: int, hop: int, batch_s
         probs = np.zeros((len(windows), len(LABELS)), np.float32)
         for s in range(0, len(windows), batch_size):
             inputs = extractor(list(windows[s:s + batch_size]), sampling_rate=SAMPLE_RATE, return_tensors="pt")
-            probs[s:s + batch_size] = torch.sigmoid(model(**_to(inputs, device)).logits.float()).cpu().numpy()
+            probs[s:s + batch_size] = torch.sigmoid(model(**to_device(inputs, device)).logits.float()).cpu().numpy()
         return probs
 
     return clip_scores(clips.waves, window, hop, score_windows)
@@ -364,7 +360,7 @@ def load_weights(model, path: Path) -> None:
         raise ValueError(f"{path} has labels {list(saved.values())}, not this taxonomy's "
                          f"{list(model.config.id2label.values())}")
     try:  # strict: missing, unexpected and reshaped tensors are all errors
-        model.load_state_dict(load_file(str(path / "model.safetensors"), device=str(next(model.parameters()).device)))
+        model.load_state_dict(load_file(str(path / "model.safetensors")))
     except RuntimeError as err:
         raise ValueError(f"{path} does not match the model built from --base: {err}") from err
     log.info("weights from %s", path)
@@ -438,7 +434,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     while step < t.max_steps:
         model.train()
         inputs, targets = next(stream)
-        inputs, targets = _to(inputs, device), targets.to(device)
+        inputs, targets = to_device(inputs, device), targets.to(device)
         for g, lr in zip(optimizer.param_groups, base_lrs):
             g["lr"] = lr * _lr_factor(step, t.max_steps, warmup)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):

@@ -52,7 +52,7 @@ class Tagger:
         for i in range(0, len(windows), batch_size):
             batch = windows[i:i + batch_size]
             inputs = self.feature_extractor(list(batch), sampling_rate=self.sampling_rate, return_tensors="pt")
-            inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+            inputs = to_device(inputs, self.device)
             with torch.inference_mode():
                 logits = self.model(**inputs).logits.float().cpu().numpy()
             out[i:i + len(batch)] = self._to_taxonomy(activate(logits, self.multi_label))
@@ -64,6 +64,11 @@ class Tagger:
             if tax_idx >= 0:
                 mapped[:, tax_idx] = np.maximum(mapped[:, tax_idx], probs[:, model_idx])
         return mapped
+
+
+def to_device(inputs: dict, device: torch.device) -> dict:
+    """A feature extractor's output (tensors and anything else) with its tensors on `device`."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
 
 
 def label_map_for(id2label: dict[int, str]) -> np.ndarray:
