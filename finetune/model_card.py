@@ -60,6 +60,9 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
     which = "every example" if d.get("pitch_shift_drums", True) else "every example without drums"
     varispeed = (f"\nVarispeed: {which} is played up to {shift:g} semitones faster or slower (pitch and"
                  " formants together,\nas a slightly smaller or bigger instrument)." if shift else "")
+    fam = t.get("family_loss", 0.0)
+    family_bce = (f" plus {fam:g}× a BCE over the {len(FAMILIES)} families (a family's logit: logsumexp of its labels')"
+                  if fam else "")
     decay = t.get("encoder_lr_decay", 1.0)
     llrd = (f" Layer-wise decay {decay:g}: each encoder block learns at {decay:g}× the rate of the block above it,"
             " and the\nconvolutional front-end one factor below the first block." if decay != 1.0 else "")
@@ -115,7 +118,7 @@ reverb, EQ, phone/laptop band-limiting, background noise at random SNR, gain, co
 Recipe: {init} from data (standardised principal axes of the pooled hidden
 states) and the classifier bias at the label priors; then the whole model is fine-tuned with AdamW
 (head lr {t['head_lr']:g}, encoder lr {t['encoder_lr']:g}, warm-up {t['warmup_fraction']:.0%}, cosine decay), multi-label
-BCE, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}.{llrd}{ema} The checkpoint with the best validation
+BCE{family_bce}, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}.{llrd}{ema} The checkpoint with the best validation
 mAP (step {best_step}) is the one shipped.{_stages_text(stages)}
 
 ```bash

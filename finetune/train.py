@@ -37,7 +37,7 @@ from finetune.modeling import build_classifier
 from finetune.schema import SAMPLE_RATE
 from instrusense.logs import configure_logging
 from instrusense.model import resolve_device, to_device
-from instrusense.taxonomy import LABEL_INDEX, LABELS
+from instrusense.taxonomy import FAMILIES, LABEL_INDEX, LABELS
 
 log = logging.getLogger("finetune.train")
 
@@ -99,6 +99,9 @@ class TrainArguments:
     save_dtype: str = field(default="float16", metadata={"help": "dtype of the saved weights (float16 or float32)"})
     ema_decay: float = field(default=0.0, metadata={
         "help": "evaluate, select and save an exponential moving average of the weights (e.g. 0.998; 0: off)"})
+    family_loss: float = field(default=0.0, metadata={
+        "help": "weight of a second BCE on the eight families (a family's logit: logsumexp of its labels' logits), "
+                "so that a mistake across families costs more than one inside a family; 0: off"})
 
 
 def crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -218,6 +221,22 @@ def batch_stream(batches: TrainBatches, first: int, last: int, workers: int):
     return iter(torch.utils.data.DataLoader(_Steps(batches, first, last), batch_size=None, shuffle=False,
                                             num_workers=workers, worker_init_fn=_one_thread, prefetch_factor=4,
                                             persistent_workers=False))
+
+
+_FAMILY_SPANS = [(LABEL_INDEX[labels[0]], LABEL_INDEX[labels[-1]] + 1) for labels in FAMILIES.values()]
+
+
+def family_logits(logits: torch.Tensor) -> torch.Tensor:
+    """(batch, labels) -> (batch, families): a smooth maximum over each family's labels.
+
+    The taxonomy lists every family's labels next to each other, so each family is one slice.
+    """
+    return torch.stack([logits[:, a:b].logsumexp(dim=1) for a, b in _FAMILY_SPANS], dim=1)
+
+
+def family_targets(targets: torch.Tensor) -> torch.Tensor:
+    """(batch, labels) multi-hot -> (batch, families): 1 where any label of the family is present."""
+    return torch.stack([targets[:, a:b].amax(dim=1) for a, b in _FAMILY_SPANS], dim=1)
 
 
 def _mask_spectrograms(inputs: dict, gen: torch.Generator) -> dict:
@@ -440,6 +459,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(**inputs).logits
         loss = loss_fn(logits.float(), targets)
+        if t.family_loss:
+            loss = loss + t.family_loss * loss_fn(family_logits(logits.float()), family_targets(targets))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -34,6 +34,14 @@ def test_optional_augmentations_are_described_only_when_used(option, value, phra
     assert phrase not in off and phrase in on
 
 
+def test_family_loss_is_described_only_when_used():
+    run = _run()
+    off = render_card(run, 500, HISTORY, "cmd")
+    run["train"] = {**run["train"], "family_loss": 0.5}
+    on = render_card(run, 500, HISTORY, "cmd")
+    assert "families" not in off.split("Recipe:")[1] and "plus 0.5× a BCE over the 8 families" in on
+
+
 def test_varispeed_sentence_says_whether_drums_were_shifted():
     pitched = render_card(_run(pitch_shift=2.0, pitch_shift_drums=False), 500, HISTORY, "cmd")
     assert "every example without drums is played" in pitched

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import tone
 from finetune.schema import features
-from finetune.train import DataArguments, ModelArguments, TrainArguments, train
-from instrusense.taxonomy import LABELS
+from finetune.train import DataArguments, ModelArguments, TrainArguments, family_logits, family_targets, train
+from instrusense.taxonomy import FAMILIES, LABEL_INDEX, LABELS
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +244,33 @@ def test_workers_prepare_the_same_batch_stream_as_the_training_process(tiny_whis
         assert torch.equal(a_tg, b_tg)
         assert torch.equal(a_in["input_features"], b_in["input_features"])
     assert not torch.equal(inline[0][0]["input_features"], inline[1][0]["input_features"])
+
+
+def test_family_scores_follow_the_taxonomy():
+    import torch
+
+    logits = torch.full((2, len(LABELS)), -20.0)
+    logits[0, LABEL_INDEX["synthesizer"]] = 3.0
+    logits[1, LABEL_INDEX["viola"]] = 1.0
+    logits[1, LABEL_INDEX["cello"]] = 1.0  # two labels of one family: a higher family score than either
+    fams = list(FAMILIES)
+    scores = family_logits(logits)
+    assert scores.shape == (2, len(FAMILIES))
+    assert scores[0].argmax().item() == fams.index("electronic")
+    assert scores[1, fams.index("bowed_string")].item() == pytest.approx(1.0 + np.log(2), abs=1e-5)
+    targets = torch.zeros((1, len(LABELS)))
+    targets[0, LABEL_INDEX["oboe"]] = targets[0, LABEL_INDEX["drums"]] = 1.0
+    assert [fams[i] for i in np.flatnonzero(family_targets(targets)[0].numpy())] == ["woodwind", "percussion"]
+
+
+def test_family_loss_adds_to_the_label_loss(tiny_whisper, tiny_dataset, tmp_path):
+    def first_loss(weight: float) -> float:
+        run = tmp_path / f"run-{weight}"
+        result = train(ModelArguments(base=tiny_whisper, window_seconds=3.0, projector_size=8),
+                       DataArguments(dataset=tiny_dataset, eval_splits="validation"),
+                       TrainArguments(output_dir=str(run / "model"), run_dir=str(run), max_steps=1, batch_size=4,
+                                      eval_every=1, family_loss=weight))
+        return result["history"][0]["loss"]
+
+    plain, with_families = first_loss(0.0), first_loss(1.0)
+    assert np.isfinite(with_families) and with_families > plain + 0.01  # same weights and batch, one more term
