@@ -34,7 +34,8 @@ def _stages_text(stages: list[dict]) -> str:
                      f"encoder lr {s['train']['encoder_lr']:g}; its step {s.get('step')} kept)" for s in stages)
     return (f"\n\nTrained in {len(stages) + 1} stages. Each later stage starts from the weights the stage before"
             " saved (`--init_from`)\ninstead of a fresh head, with a new warm-up and cosine schedule (a warm"
-            f" restart). Earlier stages: {done}.\nThe recipe above is the last stage's.")
+            f" restart). Earlier stages: {done}.\nThe recipe above is the last stage's. In the commands, `--init_from` names where the"
+            " model of the stage before was when the stage ran\n(`models/instrusense` while it was the shipped one).")
 
 
 def render_card(run: dict, best_step: int | None, history: list[dict], command: str) -> str:
@@ -128,7 +129,7 @@ mAP (step {best_step}) is the one shipped.{_stages_text(stages)}
 Wall time: {wall / 60:.0f} min {span} including periodic evaluation{total}, on the 2-core CPU
 described in the evaluation section (no GPU).
 
-Training curve (evaluation every {t['eval_every']} steps; validation limited to {d['eval_limit']} clips):
+Training curve (evaluation every {t['eval_every']} steps; validation limited to {d['eval_limit']} clips{"; the loss includes the family term" if fam else ""}):
 
 | step | loss | validation top-1 | validation mAP | real top-1 | real mAP |
 |---|---|---|---|---|---|

@@ -36,10 +36,12 @@ def test_optional_augmentations_are_described_only_when_used(option, value, phra
 
 def test_family_loss_is_described_only_when_used():
     run = _run()
+    run["train"] = {**run["train"], "family_loss": 0.0}
     off = render_card(run, 500, HISTORY, "cmd")
     run["train"] = {**run["train"], "family_loss": 0.5}
     on = render_card(run, 500, HISTORY, "cmd")
-    assert "families" not in off.split("Recipe:")[1] and "plus 0.5× a BCE over the 8 families" in on
+    assert "BCE over the" not in off and "plus 0.5× a BCE over the 8 families" in on
+    assert "family term" not in off and "the loss includes the family term" in on
 
 
 def test_varispeed_sentence_says_whether_drums_were_shifted():
