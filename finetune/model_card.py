@@ -34,8 +34,9 @@ def _stages_text(stages: list[dict]) -> str:
                      f"encoder lr {s['train']['encoder_lr']:g}; its step {s.get('step')} kept)" for s in stages)
     return (f"\n\nTrained in {len(stages) + 1} stages. Each later stage starts from the weights the stage before"
             " saved (`--init_from`)\ninstead of a fresh head, with a new warm-up and cosine schedule (a warm"
-            f" restart). Earlier stages: {done}.\nThe recipe above is the last stage's. In the commands, `--init_from` names where the"
-            " model of the stage before was when the stage ran\n(`models/instrusense` while it was the shipped one).")
+            f" restart). Earlier stages: {done}.\nThe recipe above is the last stage's. In the commands, `--init_from`"
+            " names where the model of the stage before was\nwhen the stage ran (`models/instrusense` while it was"
+            " the shipped one).")
 
 
 def render_card(run: dict, best_step: int | None, history: list[dict], command: str) -> str:
@@ -62,8 +63,9 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
     varispeed = (f"\nVarispeed: {which} is played up to {shift:g} semitones faster or slower (pitch and"
                  " formants together,\nas a slightly smaller or bigger instrument)." if shift else "")
     fam = t.get("family_loss", 0.0)
-    family_bce = (f" plus {fam:g}× a BCE over the {len(FAMILIES)} families (a family's logit: logsumexp of its labels')"
-                  if fam else "")
+    family_bce = (f" plus {fam:g}× a BCE over the {len(FAMILIES)} families (a family's logit: logsumexp of its"
+                  " labels')" if fam else "")
+    curve_note = "; the loss includes the family term" if fam else ""
     decay = t.get("encoder_lr_decay", 1.0)
     llrd = (f" Layer-wise decay {decay:g}: each encoder block learns at {decay:g}× the rate of the block above it,"
             " and the\nconvolutional front-end one factor below the first block." if decay != 1.0 else "")
@@ -129,7 +131,7 @@ mAP (step {best_step}) is the one shipped.{_stages_text(stages)}
 Wall time: {wall / 60:.0f} min {span} including periodic evaluation{total}, on the 2-core CPU
 described in the evaluation section (no GPU).
 
-Training curve (evaluation every {t['eval_every']} steps; validation limited to {d['eval_limit']} clips{"; the loss includes the family term" if fam else ""}):
+Training curve (evaluation every {t['eval_every']} steps; validation limited to {d['eval_limit']} clips{curve_note}):
 
 | step | loss | validation top-1 | validation mAP | real top-1 | real mAP |
 |---|---|---|---|---|---|

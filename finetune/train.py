@@ -224,6 +224,7 @@ def batch_stream(batches: TrainBatches, first: int, last: int, workers: int):
 
 
 _FAMILY_SPANS = [(LABEL_INDEX[labels[0]], LABEL_INDEX[labels[-1]] + 1) for labels in FAMILIES.values()]
+assert [LABELS[a:b] for a, b in _FAMILY_SPANS] == list(FAMILIES.values()), "families must be contiguous in LABELS"
 
 
 def family_logits(logits: torch.Tensor) -> torch.Tensor:
