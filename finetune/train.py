@@ -223,21 +223,17 @@ def batch_stream(batches: TrainBatches, first: int, last: int, workers: int):
                                             persistent_workers=False))
 
 
-_FAMILY_SPANS = [(LABEL_INDEX[labels[0]], LABEL_INDEX[labels[-1]] + 1) for labels in FAMILIES.values()]
-assert [LABELS[a:b] for a, b in _FAMILY_SPANS] == list(FAMILIES.values()), "families must be contiguous in LABELS"
+_FAMILY_COLUMNS = [[LABEL_INDEX[label] for label in labels] for labels in FAMILIES.values()]
 
 
 def family_logits(logits: torch.Tensor) -> torch.Tensor:
-    """(batch, labels) -> (batch, families): a smooth maximum over each family's labels.
-
-    The taxonomy lists every family's labels next to each other, so each family is one slice.
-    """
-    return torch.stack([logits[:, a:b].logsumexp(dim=1) for a, b in _FAMILY_SPANS], dim=1)
+    """(batch, labels) -> (batch, families): a smooth maximum (logsumexp) over each family's labels."""
+    return torch.stack([logits[:, cols].logsumexp(dim=1) for cols in _FAMILY_COLUMNS], dim=1)
 
 
 def family_targets(targets: torch.Tensor) -> torch.Tensor:
     """(batch, labels) multi-hot -> (batch, families): 1 where any label of the family is present."""
-    return torch.stack([targets[:, a:b].amax(dim=1) for a, b in _FAMILY_SPANS], dim=1)
+    return torch.stack([targets[:, cols].amax(dim=1) for cols in _FAMILY_COLUMNS], dim=1)
 
 
 def _mask_spectrograms(inputs: dict, gen: torch.Generator) -> dict:
@@ -458,10 +454,10 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         for g, lr in zip(optimizer.param_groups, base_lrs):
             g["lr"] = lr * _lr_factor(step, t.max_steps, warmup)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(**inputs).logits
-        loss = loss_fn(logits.float(), targets)
+            logits = model(**inputs).logits.float()
+        loss = loss_fn(logits, targets)
         if t.family_loss:
-            loss = loss + t.family_loss * loss_fn(family_logits(logits.float()), family_targets(targets))
+            loss = loss + t.family_loss * loss_fn(family_logits(logits), family_targets(targets))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
