@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOLDOUT = ("sf_gmbank",)
 SPLIT_CODES = {"train": 1, "validation": 2}
+ONE_SHOT_CODE = 3  # extra training one-shots: their own seeds, so the other clips stay as they are
 P_MIXTURE = 0.3
 CHUNK = 64  # clips planned and rendered together (lets TiMidity render a batch per process start)
 MAX_ATTEMPTS = 6
@@ -117,6 +118,19 @@ def plan_clip(rng: np.random.Generator, libs: dict[str, Library], seconds: float
     return name, kind, [make_part(rng, prog, kind, seconds)]
 
 
+def plan_one_shot(rng: np.random.Generator, libs: dict[str, Library], seconds: float) -> tuple[str, str, list[Part]]:
+    """(source, "hits", parts) of a clip of drum one-shots from a library with a kit, libraries uniform.
+
+    In the default plan a drum one-shot clip is about 1 % of the training clips (labels are uniform and
+    kits share their label's draws with grooves), while drum sample packs are mostly one-shots.
+    """
+    names = sorted(n for n, lib in libs.items() if "drums" in lib.by_label)
+    name = str(rng.choice(names))
+    progs = libs[name].by_label["drums"]
+    prog = progs[int(rng.integers(len(progs)))]
+    return name, "hits", [make_part(rng, prog, "hits", seconds)]
+
+
 def flac_bytes(audio: np.ndarray) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
@@ -124,10 +138,13 @@ def flac_bytes(audio: np.ndarray) -> bytes:
 
 
 def render_split(split: str, libs: dict[str, Library], n_clips: int, seed: int, seconds: float,
-                 stats: Stats, progress: bool = True):
-    """Yield ``n_clips`` rows of a split, in index order, each seeded by (seed, split, index, attempt)."""
-    code = SPLIT_CODES[split]
-    bar = tqdm(total=n_clips, desc=f"render {split}", unit="clip", disable=not progress, file=sys.stderr)
+                 stats: Stats, progress: bool = True, code: int | None = None, planner=plan_clip,
+                 prefix: str = ""):
+    """Yield ``n_clips`` rows of a split, in index order, each seeded by (seed, code, index, attempt);
+    ``code`` is the split's own unless given, ``planner`` plans each clip."""
+    code = SPLIT_CODES[split] if code is None else code
+    bar = tqdm(total=n_clips, desc=f"render {split} {prefix}".strip(), unit="clip", disable=not progress,
+               file=sys.stderr)
     t0 = time.perf_counter()
     for start in range(0, n_clips, CHUNK):
         pending = {i: 0 for i in range(start, min(n_clips, start + CHUNK))}
@@ -136,7 +153,7 @@ def render_split(split: str, libs: dict[str, Library], n_clips: int, seed: int, 
             plans = {}
             for i, attempt in pending.items():
                 rng = np.random.default_rng([seed, code, i, attempt])
-                plans[i] = (rng, *plan_clip(rng, libs, seconds))
+                plans[i] = (rng, *planner(rng, libs, seconds))
             audio: dict[tuple[int, int], np.ndarray] = {}
             for name, lib in libs.items():
                 keys = [(i, k) for i, (_, src, _, parts) in plans.items() if src == name for k in range(len(parts))]
@@ -149,7 +166,7 @@ def render_split(split: str, libs: dict[str, Library], n_clips: int, seed: int, 
                     retry[i] = pending[i] + 1
                     stats.retries += 1
                 elif clip is not None:
-                    done[i] = {"audio": {"bytes": flac_bytes(clip.audio), "path": f"{split}/{i:07d}.flac"},
+                    done[i] = {"audio": {"bytes": flac_bytes(clip.audio), "path": f"{split}/{prefix}{i:07d}.flac"},
                                "labels": clip.labels, "source": clip.source, "kind": clip.kind,
                                "activity": clip.activity}
                 else:
@@ -167,9 +184,12 @@ def render_split(split: str, libs: dict[str, Library], n_clips: int, seed: int, 
 _LIVE: dict[str, tuple[dict[str, Library], Stats]] = {}
 
 
-def _rows(key: str, **kwargs):
+def _rows(key: str, one_shots: int = 0, **kwargs):
     libs, stats = _LIVE[key]
     yield from render_split(libs=libs, stats=stats, **kwargs)
+    if one_shots:
+        yield from render_split(libs=libs, stats=stats, **{**kwargs, "n_clips": one_shots}, code=ONE_SHOT_CODE,
+                                planner=plan_one_shot, prefix="one-shot-")
 
 
 def dir_size(path: Path) -> int:
@@ -178,8 +198,12 @@ def dir_size(path: Path) -> int:
 
 def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, holdout=DEFAULT_HOLDOUT,
           sources=None, val_fraction: float = 0.15, real: bool = True, progress: bool = True,
-          real_eval_dir: Path | None = None, extra_sources=()) -> datasets.DatasetDict:
-    """Render, load, save and describe the dataset; returns the saved DatasetDict."""
+          real_eval_dir: Path | None = None, extra_sources=(), one_shots: int = 0) -> datasets.DatasetDict:
+    """Render, load, save and describe the dataset; returns the saved DatasetDict.
+
+    ``one_shots`` extra training clips of drum one-shots follow the ``hours`` of clips, which (with the
+    validation and real splits) stay byte for byte what they are without them.
+    """
     from finetune import card
     from finetune.real import REAL_EVAL_DIR, real_rows
 
@@ -201,9 +225,13 @@ def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, hol
     if shared:
         log.warning("held-out and training sources share a lineage %s: validation is not fully independent", shared)
 
+    if one_shots < 0:
+        raise ValueError(f"one_shots must be >= 0, got {one_shots}")
     t_open = time.perf_counter()
     libs = {n: open_library(n) for n in names}
     open_seconds = time.perf_counter() - t_open
+    if one_shots and not any("drums" in libs[n].by_label for n in train_names):
+        raise ValueError(f"one_shots needs a training source with a drum kit; training sources: {train_names}")
     total = max(2, int(round(hours * 3600 / clip_seconds)))
     n_val = max(1, int(round(total * val_fraction)))
     n_train = total - n_val
@@ -218,7 +246,8 @@ def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, hol
             splits[split] = datasets.Dataset.from_generator(
                 _rows, features=features(), cache_dir=str(cache / split), keep_in_memory=False,
                 gen_kwargs={"key": f"{cache}/{split}", "split": split, "n_clips": n, "seed": seed,
-                            "seconds": clip_seconds, "progress": progress})
+                            "seconds": clip_seconds, "progress": progress,
+                            "one_shots": one_shots if split == "train" else 0})
         if real:
             t = time.perf_counter()
             rows = list(real_rows(clip_seconds, real_eval_dir or REAL_EVAL_DIR))

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra-sources", nargs="+", default=[], choices=sorted(SOURCES), metavar="NAME",
                     help="libraries rendered on top of the default ones (e.g. modelled: computed instruments, "
                          "off by default)")
+    ap.add_argument("--one-shots", type=int, default=0, metavar="N",
+                    help="extra training clips of drum one-shots (1-3 kit pieces struck alone), on top of the "
+                         "hours; every other clip stays as it is without them")
     ap.add_argument("--val-fraction", type=float, default=0.15, help="share of the hours for validation")
     ap.add_argument("--no-real", action="store_true", help="skip the real-recordings split")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     dd = build(args.out, args.hours, args.seed, args.clip_seconds, tuple(args.holdout), args.sources,
                args.val_fraction, real=not args.no_real, progress=not args.quiet,
-               extra_sources=tuple(args.extra_sources))
+               extra_sources=tuple(args.extra_sources), one_shots=args.one_shots)
     log.info("wrote %s in %.0f s: %s", args.out, time.perf_counter() - t,
              {k: len(v) for k, v in dd.items()})
     return 0

@@ -77,6 +77,29 @@ def test_build_is_deterministic(built, tmp_path):
             np.testing.assert_array_equal(_decode(a[split][i]["audio"])[0], _decode(b[split][i]["audio"])[0])
 
 
+def test_extra_one_shots_follow_the_same_clips(built, tmp_path):
+    more = tmp_path / "one-shots"
+    build(more, hours=60 * CLIP / 3600, seed=0, clip_seconds=CLIP, holdout=("sf_gmbank",), sources=SMALL,
+          val_fraction=0.2, real=False, progress=False, one_shots=5)
+    a, b = datasets.load_from_disk(str(built)), datasets.load_from_disk(str(more))
+    n = len(a["train"])
+    assert len(b["train"]) == n + 5 and len(b["validation"]) == len(a["validation"])
+    assert b["train"]["labels"][:n] == a["train"]["labels"] and b["validation"]["labels"] == a["validation"]["labels"]
+    for split, i in (("train", 0), ("train", n - 1), ("validation", 0)):
+        np.testing.assert_array_equal(_decode(a[split][i]["audio"])[0], _decode(b[split][i]["audio"])[0])
+    extra = b["train"].select(range(n, n + 5))
+    assert extra["kind"] == ["hits"] * 5 and extra["labels"] == [["drums"]] * 5
+    assert set(extra["source"]) == {"timgm6mb"}
+    for row in extra:
+        assert np.abs(_decode(row["audio"])[0]).max() > 0.05
+
+
+def test_one_shots_must_not_be_negative(tmp_path):
+    with pytest.raises(ValueError, match="one_shots"):
+        build(tmp_path, hours=0.001, sources=SMALL, holdout=("sf_gmbank",), real=False, progress=False,
+              one_shots=-1)
+
+
 def test_card_reports_measurements(built):
     card = (built / "README.md").read_text()
     for needle in ("real time", "size per hour", "Clips per label and split", "Held-out library",
