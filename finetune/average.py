@@ -1,0 +1,76 @@
+"""Uniform average of the weights of models this project trained (a "model soup", Wortsman et al. 2022).
+
+    python -m finetune.average --out runs/soup MODEL_DIR MODEL_DIR [...]
+
+Averaging only makes sense for models of one architecture that share a start (warm restarts of one
+model), so anything else is refused: different labels, tensor names or shapes. The output is a normal
+Hugging Face model directory (config, preprocessor config, safetensors in the first model's dtypes) and
+``averaged_from.json`` with the inputs and their training records, so a restart from it (``--init_from``)
+and its model card can tell where it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+log = logging.getLogger("finetune.average")
+RECORD = "averaged_from.json"
+
+
+def average(models: list[Path], out: Path) -> Path:
+    """Write the uniform weight average of ``models`` to ``out``; returns ``out``."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    if len(models) < 2:
+        raise ValueError("averaging needs at least two models")
+    configs = [json.loads((Path(m) / "config.json").read_text()) for m in models]
+    for m, c in zip(models[1:], configs[1:]):
+        if c.get("id2label") != configs[0].get("id2label"):
+            raise ValueError(f"{m} has other labels than {models[0]}")
+    states = [load_file(str(Path(m) / "model.safetensors")) for m in models]
+    for m, s in zip(models[1:], states[1:]):
+        if s.keys() != states[0].keys() or any(s[k].shape != states[0][k].shape for k in s):
+            raise ValueError(f"{m} is not the same architecture as {models[0]} (tensor names or shapes differ)")
+    avg = {}
+    for k, first in states[0].items():
+        if first.is_floating_point():
+            avg[k] = (torch.stack([s[k].float() for s in states]).mean(dim=0)).to(first.dtype)
+        else:
+            avg[k] = first
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "preprocessor_config.json"):
+        if (Path(models[0]) / name).is_file():
+            shutil.copy(Path(models[0]) / name, out / name)
+    save_file(avg, str(out / "model.safetensors"), metadata={"format": "pt"})
+    runs = []
+    for m in models:
+        record = Path(m) / "training_run.json"
+        runs.append({"path": str(m), "run": json.loads(record.read_text()) if record.is_file() else None})
+    (out / RECORD).write_text(json.dumps({"averaged": runs}, indent=2) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m finetune.average", description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="+", type=Path, help="model directories saved by finetune.train")
+    ap.add_argument("--out", required=True, type=Path, help="where the averaged model goes")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        average(args.models, args.out)
+    except (ValueError, FileNotFoundError) as err:
+        log.error("%s", err)
+        return 2
+    log.info("averaged %d models into %s", len(args.models), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
