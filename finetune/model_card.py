@@ -19,19 +19,47 @@ def _command(argv: list[str]) -> str:
 
 
 def _earlier_stages(run: dict) -> list[dict]:
-    """The runs this one continued from (`--init_from`), oldest first."""
+    """The runs this one continued from (`--init_from`), oldest first; a weight average
+    (`finetune.average`, ``{"averaged": [...]}``) is one stage that ends the walk."""
     stages, parent = [], run.get("parent")
     while parent:
         stages.insert(0, parent)
-        parent = parent.get("parent")
+        parent = None if "averaged" in parent else parent.get("parent")
     return stages
+
+
+def _stage_text(s: dict) -> str:
+    if "averaged" in s:
+        parts = []
+        for a in s["averaged"]:
+            run = a.get("run")
+            about = _stage_text(run) if run else "no training record"
+            if run and _earlier_stages(run):
+                about += f", after {len(_earlier_stages(run))} earlier stages"
+            parts.append(f"`{a['path']}` ({about})")
+        return f"the uniform average of the weights of {len(parts)} models (`finetune.average`): {', '.join(parts)}"
+    return (f"{s['train']['max_steps']} steps (seed {s['train']['seed']}, head lr {s['train']['head_lr']:g}, "
+            f"encoder lr {s['train']['encoder_lr']:g}; its step {s.get('step')} kept)")
+
+
+def _stage_commands(s: dict) -> list[str]:
+    """The commands that made a stage: a run's own; for an average, every averaged run's stages and then
+    the average (shared earlier stages once)."""
+    if "averaged" not in s:
+        return [_command(s["argv"])] if s.get("argv") else []
+    out = []
+    for a in s["averaged"]:
+        if a.get("run"):
+            for stage in [*_earlier_stages(a["run"]), a["run"]]:
+                out += _stage_commands(stage)
+    out.append("python -m finetune.average --out DIR " + " ".join(shlex.quote(a["path"]) for a in s["averaged"]))
+    return list(dict.fromkeys(out))
 
 
 def _stages_text(stages: list[dict]) -> str:
     if not stages:
         return ""
-    done = "; ".join(f"{s['train']['max_steps']} steps (seed {s['train']['seed']}, head lr {s['train']['head_lr']:g}, "
-                     f"encoder lr {s['train']['encoder_lr']:g}; its step {s.get('step')} kept)" for s in stages)
+    done = "; ".join(_stage_text(s) for s in stages)
     return (f"\n\nTrained in {len(stages) + 1} stages. Each later stage starts from the weights the stage before"
             " saved (`--init_from`)\ninstead of a fresh head, with a new warm-up and cosine schedule (a warm"
             f" restart). Earlier stages: {done}.\nThe recipe above is the last stage's. In the commands, `--init_from`"
@@ -42,7 +70,7 @@ def _stages_text(stages: list[dict]) -> str:
 def render_card(run: dict, best_step: int | None, history: list[dict], command: str) -> str:
     m, d, t = run["model"], run["data"], run["train"]
     stages = _earlier_stages(run)
-    commands = [_command(s["argv"]) for s in stages if s.get("argv")]
+    commands = [c for s in stages for c in _stage_commands(s)]
     command = "\n".join([*commands, command])
     wall = history[-1]["elapsed_s"] if history else float("nan")
     earlier = [s["elapsed_s"] for s in stages if "elapsed_s" in s]

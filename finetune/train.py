@@ -442,6 +442,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     parent = Path(m.init_from) / "training_run.json" if m.init_from else None
     if parent and parent.is_file():  # the card tells every stage
         args_record["parent"] = json.loads(parent.read_text())
+    elif m.init_from and (Path(m.init_from) / "averaged_from.json").is_file():  # a weight average (finetune.average)
+        args_record["parent"] = json.loads((Path(m.init_from) / "averaged_from.json").read_text())
 
     bar = tqdm(total=t.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
     running = None

@@ -69,3 +69,20 @@ def test_a_continued_run_lists_every_stage_its_commands_and_the_total_wall_time(
     assert "10 min for this stage" in card and "(130 min with the earlier stages)" in card
     single = render_card(first, 6000, HISTORY, "cmd")
     assert "stages" not in single and "10 min for the whole run" in single
+
+
+def test_a_restart_from_a_weight_average_names_the_averaged_runs_and_their_commands():
+    base = {**_run(), "step": 6000, "elapsed_s": 7200.0, "argv": ["--max_steps", "6000"]}
+    base["train"] = {**base["train"], "max_steps": 6000, "seed": 0}
+    a = {**_run(), "parent": base, "step": 2000, "argv": ["--seed", "4", "--init_from", "models/instrusense"]}
+    a["train"] = {**a["train"], "max_steps": 2000, "seed": 4}
+    b = {**a, "argv": ["--seed", "4", "--dataset", "other", "--init_from", "models/instrusense"]}
+    last = {**_run(), "parent": {"averaged": [{"path": "runs/a", "run": a}, {"path": "runs/b", "run": b}]},
+            "argv": ["--init_from", "runs/soup"]}
+    card = render_card(last, 2000, HISTORY, "python -m finetune.train --init_from runs/soup")
+    assert "Trained in 2 stages" in card
+    assert "the uniform average of the weights of 2 models" in card and "`runs/a` (2000 steps (seed 4" in card
+    assert "after 1 earlier stages" in card
+    commands = card[card.index("```bash"):]
+    assert commands.count("--max_steps 6000") == 1  # the shared first stage once
+    assert "python -m finetune.average --out DIR runs/a runs/b\npython -m finetune.train --init_from runs/soup" in commands

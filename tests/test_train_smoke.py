@@ -97,6 +97,14 @@ def test_init_from_starts_from_a_saved_models_weights_and_refuses_another_archit
     assert "Trained in 2 stages" in (tmp_path / "again" / "README.md").read_text()
     with pytest.raises(ValueError, match="does not match"):
         run("other", projector_size=4, init_from=str(tmp_path / "first"))
+    # a restart from a weight average records the averaged runs as its parent
+    from finetune.average import average
+
+    average([tmp_path / "first", tmp_path / "again"], tmp_path / "soup")
+    run("from-soup", init_from=str(tmp_path / "soup"))
+    record = json.loads((tmp_path / "from-soup" / "training_run.json").read_text())
+    assert [a["run"]["step"] for a in record["parent"]["averaged"]] == [2, 2]
+    assert "the uniform average of the weights of 2 models" in (tmp_path / "from-soup" / "README.md").read_text()
 
 
 def test_weight_average_is_what_gets_evaluated_saved_and_resumed(tiny_whisper, tiny_dataset, tmp_path):
