@@ -201,8 +201,8 @@ def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, hol
           real_eval_dir: Path | None = None, extra_sources=(), one_shots: int = 0) -> datasets.DatasetDict:
     """Render, load, save and describe the dataset; returns the saved DatasetDict.
 
-    ``one_shots`` extra training clips of drum one-shots follow the ``hours`` of clips, which (with the
-    validation and real splits) stay byte for byte what they are without them.
+    ``one_shots`` extra training clips of drum one-shots follow the ``hours`` of clips, which keep their
+    seeds and so their plans; the validation and real splits are the same as without them.
     """
     from finetune import card
     from finetune.real import REAL_EVAL_DIR, real_rows

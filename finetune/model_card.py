@@ -34,8 +34,8 @@ def _stage_text(s: dict) -> str:
         for a in s["averaged"]:
             run = a.get("run")
             about = _stage_text(run) if run else "no training record"
-            if run and _earlier_stages(run):
-                about += f", after {len(_earlier_stages(run))} earlier stages"
+            if run and (n := len(_earlier_stages(run))):
+                about += f", after {n} earlier stage{'s' if n > 1 else ''}"
             parts.append(f"`{a['path']}` ({about})")
         return f"the uniform average of the weights of {len(parts)} models (`finetune.average`): {', '.join(parts)}"
     return (f"{s['train']['max_steps']} steps (seed {s['train']['seed']}, head lr {s['train']['head_lr']:g}, "

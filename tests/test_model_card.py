@@ -82,7 +82,7 @@ def test_a_restart_from_a_weight_average_names_the_averaged_runs_and_their_comma
     card = render_card(last, 2000, HISTORY, "python -m finetune.train --init_from runs/soup")
     assert "Trained in 2 stages" in card
     assert "the uniform average of the weights of 2 models" in card and "`runs/a` (2000 steps (seed 4" in card
-    assert "after 1 earlier stages" in card
+    assert "after 1 earlier stage)" in card
     commands = card[card.index("```bash"):]
     assert commands.count("--max_steps 6000") == 1  # the shared first stage once
     assert "python -m finetune.average --out DIR runs/a runs/b\npython -m finetune.train --init_from runs/soup" in commands
