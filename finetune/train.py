@@ -30,6 +30,7 @@ from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from finetune.augment import augment, spec_mask, varispeed
+from finetune.average import RECORD as AVERAGE_RECORD
 from finetune.clips import Clips, clip_scores, load_clips
 from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
@@ -439,11 +440,11 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     scored = ema.module if ema is not None else model  # the weights that are evaluated and saved
     warmup = max(1, int(t.warmup_fraction * t.max_steps))
     args_record = {"model": asdict(m), "data": asdict(d), "train": asdict(t), "argv": argv}
-    parent = Path(m.init_from) / "training_run.json" if m.init_from else None
-    if parent and parent.is_file():  # the card tells every stage
+    # the card tells every stage: the run it continues, or the weight average (finetune.average) it starts from
+    records = [Path(m.init_from) / name for name in ("training_run.json", AVERAGE_RECORD)] if m.init_from else []
+    parent = next((r for r in records if r.is_file()), None)
+    if parent:
         args_record["parent"] = json.loads(parent.read_text())
-    elif m.init_from and (Path(m.init_from) / "averaged_from.json").is_file():  # a weight average (finetune.average)
-        args_record["parent"] = json.loads((Path(m.init_from) / "averaged_from.json").read_text())
 
     bar = tqdm(total=t.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
     running = None
