@@ -5,8 +5,8 @@
 Averaging only makes sense for models of one architecture that share a start (warm restarts of one
 model), so anything else is refused: different labels, tensor names or shapes. The output is a normal
 Hugging Face model directory (config, preprocessor config, safetensors in the first model's dtypes) and
-``averaged_from.json`` with the inputs and their training records, so a restart from it (``--init_from``)
-and its model card can tell where it came from.
+``averaged_from.json`` with where it was written, the inputs and their training records, so a restart
+from it (``--init_from``) and its model card can tell where it came from.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from finetune.records import AVERAGE_RECORD, RUN_RECORD, read_record
+
 log = logging.getLogger("finetune.average")
-RECORD = "averaged_from.json"
 
 
 def average(models: list[Path], out: Path) -> Path:
@@ -51,9 +52,9 @@ def average(models: list[Path], out: Path) -> Path:
     save_file(avg, str(out / "model.safetensors"), metadata={"format": "pt"})
     runs = []
     for m in models:
-        record = Path(m) / "training_run.json"
-        runs.append({"path": str(m), "run": json.loads(record.read_text()) if record.is_file() else None})
-    (out / RECORD).write_text(json.dumps({"averaged": runs}, indent=2) + "\n")
+        runs.append({"path": str(m), "run": read_record(m)})
+    (out / RUN_RECORD).unlink(missing_ok=True)  # a stale run record would be read before this one
+    (out / AVERAGE_RECORD).write_text(json.dumps({"out": str(out), "averaged": runs}, indent=2) + "\n")
     return out
 
 

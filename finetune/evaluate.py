@@ -39,6 +39,7 @@ from transformers import HfArgumentParser
 from finetune.clips import Clips, load_clips
 from finetune.metrics import multi_hot, part_metrics, solo_mask
 from finetune.model_card import CARD_END, CARD_START
+from finetune.records import last_trained, read_record
 from finetune.schema import SAMPLE_RATE
 from instrusense.logs import configure_logging
 from instrusense.taxonomy import LABELS
@@ -114,9 +115,9 @@ def score_parts(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> dict
 
 
 def _hf_window_seconds(path: Path, extractor) -> float:
-    run = path / "training_run.json"
-    if run.is_file():
-        return float(json.loads(run.read_text())["model"]["window_seconds"])
+    run = last_trained(read_record(path) or {})
+    if run:
+        return float(run["model"]["window_seconds"])
     n_samples = getattr(extractor, "n_samples", None)
     return n_samples / extractor.sampling_rate if n_samples else 3.0
 

@@ -9,6 +9,7 @@ import json
 import shlex
 from pathlib import Path
 
+from finetune.records import last_trained, read_record
 from instrusense.taxonomy import FAMILIES
 
 CARD_START, CARD_END = "<!-- eval:start -->", "<!-- eval:end -->"
@@ -28,6 +29,24 @@ def _earlier_stages(run: dict) -> list[dict]:
     return stages
 
 
+def _trained_runs(record: dict) -> list[dict]:
+    """Every training run behind a record (its own, its stages', every averaged model's), each once."""
+    found: dict[str, dict] = {}
+
+    def walk(r: dict | None) -> None:
+        if not r:
+            return
+        if "averaged" in r:
+            for a in r["averaged"]:
+                walk(a.get("run"))
+            return
+        walk(r.get("parent"))
+        found.setdefault(json.dumps([r.get("argv"), r["train"].get("output_dir")]), r)
+
+    walk(record)
+    return list(found.values())
+
+
 def _stage_text(s: dict) -> str:
     if "averaged" in s:
         parts = []
@@ -38,22 +57,34 @@ def _stage_text(s: dict) -> str:
                 about += f", after {n} earlier stage{'s' if n > 1 else ''}"
             parts.append(f"`{a['path']}` ({about})")
         return f"the uniform average of the weights of {len(parts)} models (`finetune.average`): {', '.join(parts)}"
+    data = f" on `{s['data']['dataset']}`" if s.get("data", {}).get("dataset") else ""
     return (f"{s['train']['max_steps']} steps (seed {s['train']['seed']}, head lr {s['train']['head_lr']:g}, "
-            f"encoder lr {s['train']['encoder_lr']:g}; its step {s.get('step')} kept)")
+            f"encoder lr {s['train']['encoder_lr']:g}; its step {s.get('step')} kept){data}")
 
 
-def _stage_commands(s: dict) -> list[str]:
+def _stage_commands(s: dict, written_to: str | None = None) -> list[str]:
     """The commands that made a stage: a run's own; for an average, every averaged run's stages and then
-    the average (shared earlier stages once)."""
+    the average (shared earlier stages once). An average's output directory is the one it recorded, else
+    ``written_to`` (where the stage after it found it), else ``DIR``."""
     if "averaged" not in s:
         return [_command(s["argv"])] if s.get("argv") else []
     out = []
     for a in s["averaged"]:
         if a.get("run"):
-            for stage in [*_earlier_stages(a["run"]), a["run"]]:
-                out += _stage_commands(stage)
-    out.append("python -m finetune.average --out DIR " + " ".join(shlex.quote(a["path"]) for a in s["averaged"]))
+            out += _chain_commands(a["run"])
+    out.append(f"python -m finetune.average --out {shlex.quote(s.get('out') or written_to or 'DIR')} "
+               + " ".join(shlex.quote(a["path"]) for a in s["averaged"]))
     return list(dict.fromkeys(out))
+
+
+def _chain_commands(run: dict, own: bool = True) -> list[str]:
+    """A run's earlier stages' commands (and its own unless ``own`` is false); a stage's output is where
+    the next one's ``--init_from`` read it."""
+    stages = _earlier_stages(run)
+    out = []
+    for stage, after in zip(stages, [*stages[1:], run]):
+        out += _stage_commands(stage, after["model"].get("init_from"))
+    return out + (_stage_commands(run) if own else [])
 
 
 def _stages_text(stages: list[dict]) -> str:
@@ -67,17 +98,35 @@ def _stages_text(stages: list[dict]) -> str:
             " the shipped one).")
 
 
+def _average_text(average: dict) -> str:
+    return (f"\n\nThe shipped weights are {_stage_text(average)}. The recipe, stages and training curve above"
+            " are those of the\nlast of them; the evaluation below is the average's. Paths name where each model"
+            " was when its command ran\n(`models/instrusense`: the model shipped at the time).")
+
+
 def render_card(run: dict, best_step: int | None, history: list[dict], command: str) -> str:
+    """``run``: a training run's record, or a weight average's (``{"averaged": [...]}``), whose recipe and
+    curve are those of its last averaged model (``history``, ``best_step`` and ``command`` are that run's)."""
+    average = run if "averaged" in run else None
+    if average:
+        run = last_trained(average)
+        if run is None:
+            raise ValueError("none of the averaged models has a training record")
     m, d, t = run["model"], run["data"], run["train"]
     stages = _earlier_stages(run)
-    commands = [c for s in stages for c in _stage_commands(s)]
-    command = "\n".join([*commands, command])
+    if average:
+        commands = _stage_commands(average)
+    else:
+        commands = [*_chain_commands(run, own=False), command]
+    command = "\n".join(commands)
     wall = history[-1]["elapsed_s"] if history else float("nan")
-    earlier = [s["elapsed_s"] for s in stages if "elapsed_s" in s]
+    others = [r for r in _trained_runs(average or run) if r is not run]
+    earlier = [r["elapsed_s"] for r in others if "elapsed_s" in r]
     init = "the first stage initialises the projector" if stages else "the projector is initialised"
-    span = "for this stage" if stages else "for the whole run"
-    total = (f" ({(wall + sum(earlier)) / 60:.0f} min with the earlier stages)"
-             if stages and len(earlier) == len(stages) else "")
+    span = "for this stage" if stages or average else "for the whole run"
+    what = "all the averaged models' stages" if average else "the earlier stages"
+    total = f" ({(wall + sum(earlier)) / 60:.0f} min with {what})" if others and len(earlier) == len(others) else ""
+    kept = "the one kept for the average" if average else "the one shipped"
     families = "\n".join(f"| {fam} | {', '.join(labels)} |" for fam, labels in FAMILIES.items())
     ema = (f" Evaluated and shipped: an exponential moving average of the weights (decay {t['ema_decay']:g})."
            if t.get("ema_decay") else "")
@@ -150,7 +199,7 @@ Recipe: {init} from data (standardised principal axes of the pooled hidden
 states) and the classifier bias at the label priors; then the whole model is fine-tuned with AdamW
 (head lr {t['head_lr']:g}, encoder lr {t['encoder_lr']:g}, warm-up {t['warmup_fraction']:.0%}, cosine decay), multi-label
 BCE{family_bce}, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}.{llrd}{ema} The checkpoint with the best validation
-mAP (step {best_step}) is the one shipped.{_stages_text(stages)}
+mAP (step {best_step}) is {kept}.{_stages_text(stages)}{_average_text(average) if average else ""}
 
 ```bash
 {command}
@@ -200,14 +249,18 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(prog="python -m finetune.model_card")
     ap.add_argument("--model", default="models/instrusense")
-    ap.add_argument("--run", required=True, help="the run directory of finetune.train")
+    ap.add_argument("--run", required=True,
+                    help="the run directory of finetune.train (for an average: of the last averaged model)")
     ap.add_argument("--argv", default=None, help="the training command's arguments, if the run did not record them")
     args = ap.parse_args()
     run_dir, model_dir = Path(args.run), Path(args.model)
-    info = json.loads((model_dir / "training_run.json").read_text())
+    info = read_record(model_dir)
+    last = last_trained(info) if info else None
+    if last is None:
+        raise SystemExit(f"{model_dir} has no training record (training_run.json or averaged_from.json)")
     history = json.loads((run_dir / "history.json").read_text())
-    argv = shlex.split(args.argv) if args.argv else (info.get("argv") or [])
-    write_model_card(model_dir, info, info.get("step"), history, argv)
+    argv = shlex.split(args.argv) if args.argv else (last.get("argv") or [])
+    write_model_card(model_dir, info, last.get("step"), history, argv)
 
 
 if __name__ == "__main__":

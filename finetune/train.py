@@ -30,11 +30,11 @@ from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from finetune.augment import augment, spec_mask, varispeed
-from finetune.average import RECORD as AVERAGE_RECORD
 from finetune.clips import Clips, clip_scores, load_clips
 from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
 from finetune.modeling import build_classifier
+from finetune.records import RUN_RECORD, read_record
 from finetune.schema import SAMPLE_RATE
 from instrusense.logs import configure_logging
 from instrusense.model import resolve_device, to_device
@@ -390,7 +390,7 @@ def save_model(model, extractor, out: Path, dtype: str, extra: dict) -> None:
              for k, v in model.state_dict().items()}
     model.save_pretrained(out, state_dict=state, safe_serialization=True)
     extractor.save_pretrained(out)
-    (out / "training_run.json").write_text(json.dumps(extra, indent=2) + "\n")
+    (out / RUN_RECORD).write_text(json.dumps(extra, indent=2) + "\n")
 
 
 def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str] | None = None) -> dict:
@@ -441,10 +441,9 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     warmup = max(1, int(t.warmup_fraction * t.max_steps))
     args_record = {"model": asdict(m), "data": asdict(d), "train": asdict(t), "argv": argv}
     # the card tells every stage: the run it continues, or the weight average (finetune.average) it starts from
-    records = [Path(m.init_from) / name for name in ("training_run.json", AVERAGE_RECORD)] if m.init_from else []
-    parent = next((r for r in records if r.is_file()), None)
+    parent = read_record(m.init_from) if m.init_from else None
     if parent:
-        args_record["parent"] = json.loads(parent.read_text())
+        args_record["parent"] = parent
 
     bar = tqdm(total=t.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
     running = None

@@ -20,7 +20,9 @@ def test_average_is_the_mean_of_the_weights_and_loads_as_a_pipeline(tmp_path):
     assert not torch.equal(wa[key], wb[key])
     torch.testing.assert_close(w[key], (wa[key] + wb[key]) / 2)
     assert w[key].dtype == wa[key].dtype and w.keys() == wa.keys()
-    record = json.loads((out / "averaged_from.json").read_text())["averaged"]
+    written = json.loads((out / "averaged_from.json").read_text())
+    record = written["averaged"]
+    assert written["out"] == str(tmp_path / "soup")
     assert [r["path"] for r in record] == [str(a), str(b)] and record[0]["run"] is None
     assert record[1]["run"] == {"train": {"seed": 1}}
 
@@ -42,3 +44,15 @@ def test_other_architectures_or_labels_are_refused(tmp_path):
         average([a], tmp_path / "z")
     assert main(["--out", str(tmp_path / "cli"), str(a), str(shorter)]) == 2
     assert not (tmp_path / "cli" / "model.safetensors").exists()
+
+
+def test_an_average_of_averages_keeps_the_inner_records(tmp_path):
+    a = make_tiny_whisper(tmp_path / "a", seed=0)
+    b = make_tiny_whisper(tmp_path / "b", seed=1)
+    (a / "training_run.json").write_text(json.dumps({"train": {"seed": 0}}))
+    (tmp_path / "inner").mkdir()
+    (tmp_path / "inner" / "training_run.json").write_text("{}")  # a run saved there before
+    inner = average([a, b], tmp_path / "inner")
+    assert not (inner / "training_run.json").exists()
+    outer = json.loads((average([inner, a], tmp_path / "outer") / "averaged_from.json").read_text())
+    assert outer["averaged"][0]["run"]["averaged"][0]["run"] == {"train": {"seed": 0}}

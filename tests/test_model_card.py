@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
+import copy
 from pathlib import Path
 
 import pytest
 
 from finetune.model_card import render_card
+from finetune.records import last_trained, read_record
 
-SHIPPED_RUN = Path(__file__).parents[1] / "models" / "instrusense" / "training_run.json"
+SHIPPED = Path(__file__).parents[1] / "models" / "instrusense"
 
 
 def _run(**data_extra) -> dict:
-    """The shipped run's arguments as one single-stage run."""
-    run = json.loads(SHIPPED_RUN.read_text())
+    """The arguments of the shipped model's (last) training run, as one single-stage run."""
+    run = copy.deepcopy(last_trained(read_record(SHIPPED)))
     run.pop("parent", None)
     run["data"] = {**run["data"], **data_extra}
     return run
@@ -52,10 +53,17 @@ def test_varispeed_sentence_says_whether_drums_were_shifted():
 
 
 def test_shipped_card_recipe_matches_its_run():
-    run = json.loads(SHIPPED_RUN.read_text())
-    card = render_card(run, run.get("step"), HISTORY, "python -m finetune.train " + " ".join(run["argv"]))
-    assert f"{run['train']['max_steps']} steps" in card and "--mix_fraction" in card
+    record = read_record(SHIPPED)
+    run = last_trained(record)
+    card = render_card(record, run.get("step"), HISTORY, "python -m finetune.train " + " ".join(run["argv"]))
+    assert f"{run['train']['max_steps']} steps, seed {run['train']['seed']}" in card and "--mix_fraction" in card
     assert ("mixed in" in card) == bool(run["data"].get("mix_fraction"))
+    assert f"Data: `{run['data']['dataset']}`" in card
+    if "averaged" in record:  # every averaged model is named, and the average is the last command
+        paths = [a["path"] for a in record["averaged"]]
+        assert all(f"`{p}` (" in card for p in paths)
+        commands = card[card.index("```bash"):card.index("```", card.index("```bash") + 3)]
+        assert commands.rstrip().endswith(f"python -m finetune.average --out {record['out']} " + " ".join(paths))
 
 
 def test_a_continued_run_lists_every_stage_its_commands_and_the_total_wall_time():
@@ -79,10 +87,32 @@ def test_a_restart_from_a_weight_average_names_the_averaged_runs_and_their_comma
     b = {**a, "argv": ["--seed", "4", "--dataset", "other", "--init_from", "models/instrusense"]}
     last = {**_run(), "parent": {"averaged": [{"path": "runs/a", "run": a}, {"path": "runs/b", "run": b}]},
             "argv": ["--init_from", "runs/soup"]}
+    last["model"] = {**last["model"], "init_from": "runs/soup"}
     card = render_card(last, 2000, HISTORY, "python -m finetune.train --init_from runs/soup")
     assert "Trained in 2 stages" in card
     assert "the uniform average of the weights of 2 models" in card and "`runs/a` (2000 steps (seed 4" in card
     assert "after 1 earlier stage)" in card
     commands = card[card.index("```bash"):]
     assert commands.count("--max_steps 6000") == 1  # the shared first stage once
-    assert "python -m finetune.average --out DIR runs/a runs/b\npython -m finetune.train --init_from runs/soup" in commands
+    # the average was not told where it went, so its directory is where the restart read it
+    assert "python -m finetune.average --out runs/soup runs/a runs/b\npython -m finetune.train --init_from runs/soup" in commands
+
+
+def test_a_shipped_average_describes_its_last_model_and_ends_with_the_average():
+    first = {**_run(), "step": 6000, "elapsed_s": 7200.0, "argv": ["--max_steps", "6000"]}
+    first["train"] = {**first["train"], "max_steps": 6000, "seed": 0}
+    restart = {**_run(), "parent": first, "step": 2000, "elapsed_s": 1800.0, "argv": ["--seed", "7"]}
+    restart["train"] = {**restart["train"], "max_steps": 2000, "seed": 7}
+    record = {"out": "runs/avg", "averaged": [{"path": "models/instrusense", "run": first},
+                                              {"path": "runs/r/model", "run": restart}]}
+    card = render_card(record, 2000, HISTORY, "ignored: the average's commands come from its record")
+    assert "2000 steps, seed 7" in card and "is the one kept for the average" in card
+    assert "The shipped weights are the uniform average of the weights of 2 models" in card
+    assert "`models/instrusense` (6000 steps (seed 0" in card and "after 1 earlier stage)" in card
+    commands = card[card.index("```bash"):]
+    assert commands.count("--max_steps 6000") == 1 and "ignored" not in commands
+    assert "--seed 7\npython -m finetune.average --out runs/avg models/instrusense runs/r/model\n```" in commands
+    # wall time: this stage (10 min of HISTORY) plus every other averaged stage once (120 min)
+    assert "10 min for this stage" in card and "(130 min with all the averaged models' stages)" in card
+    with pytest.raises(ValueError, match="training record"):
+        render_card({"averaged": [{"path": "a", "run": None}]}, 1, HISTORY, "cmd")
