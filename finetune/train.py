@@ -34,7 +34,7 @@ from finetune.clips import Clips, clip_scores, load_clips
 from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
 from finetune.modeling import build_classifier
-from finetune.records import RUN_RECORD, read_record
+from finetune.records import AVERAGE_RECORD, RUN_RECORD, read_record
 from finetune.schema import SAMPLE_RATE
 from instrusense.logs import configure_logging
 from instrusense.model import resolve_device, to_device
@@ -491,6 +491,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         import shutil
 
         shutil.copytree(run / "best", final, dirs_exist_ok=True)
+        (final / AVERAGE_RECORD).unlink(missing_ok=True)  # saved over an average: its record is not these weights
         write_model_card(final, args_record, best["step"], history, argv or [])
     log.info("best step %s (%s mAP %.4f) saved to %s", best["step"], d.select_on, best["score"], final)
     return {"best": best, "history": history}

@@ -105,6 +105,10 @@ def test_init_from_starts_from_a_saved_models_weights_and_refuses_another_archit
     record = json.loads((tmp_path / "from-soup" / "training_run.json").read_text())
     assert [a["run"]["step"] for a in record["parent"]["averaged"]] == [2, 2]
     assert "the uniform average of the weights of 2 models" in (tmp_path / "from-soup" / "README.md").read_text()
+    # trained over the average it started from (as over models/instrusense): only the new record remains
+    run("soup", init_from=str(tmp_path / "soup"))
+    assert not (tmp_path / "soup" / "averaged_from.json").exists()
+    assert "averaged" in json.loads((tmp_path / "soup" / "training_run.json").read_text())["parent"]
 
 
 def test_weight_average_is_what_gets_evaluated_saved_and_resumed(tiny_whisper, tiny_dataset, tmp_path):
