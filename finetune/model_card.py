@@ -127,6 +127,8 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
     what = "all the averaged models' stages" if average else "the earlier stages"
     total = f" ({(wall + sum(earlier)) / 60:.0f} min with {what})" if others and len(earlier) == len(others) else ""
     kept = "the one kept for the average" if average else "the one shipped"
+    lead = (f"The shipped weights are the uniform average of {len(average['averaged'])} fine-tuned models (named at the"
+            " end of this section);\nthe data, recipe and training curve below are the last one's.\n\n" if average else "")
     families = "\n".join(f"| {fam} | {', '.join(labels)} |" for fam, labels in FAMILIES.items())
     ema = (f" Evaluated and shipped: an exponential moving average of the weights (decay {t['ema_decay']:g})."
            if t.get("ema_decay") else "")
@@ -187,7 +189,7 @@ a {m['projector_size']}-wide projector, mean pooling over time and a sigmoid per
 
 ## Training
 
-Data: `{d['dataset']}` (see its dataset card): held and isolated notes, phrases, chords, drum grooves,
+{lead}Data: `{d['dataset']}` (see its dataset card): held and isolated notes, phrases, chords, drum grooves,
 drum one-shots and 2–4 instrument mixtures rendered from FluidR3 GM, MuseScore General, TimGM6mb,
 freepats and the two multi-sampled acoustic kits of AVL Drumkits; the csound GM bank is held out for
 validation; the real-recording split is never used for training. Every example is a

@@ -76,7 +76,7 @@ def test_a_continued_run_lists_every_stage_its_commands_and_the_total_wall_time(
     assert "python -m finetune.train --max_steps 6000\npython -m finetune.train --init_from" in card
     assert "10 min for this stage" in card and "(130 min with the earlier stages)" in card
     single = render_card(first, 6000, HISTORY, "cmd")
-    assert "stages" not in single and "10 min for the whole run" in single
+    assert "stages" not in single and "10 min for the whole run" in single and "average" not in single
 
 
 def test_a_restart_from_a_weight_average_names_the_averaged_runs_and_their_commands():
@@ -107,6 +107,7 @@ def test_a_shipped_average_describes_its_last_model_and_ends_with_the_average():
                                               {"path": "runs/r/model", "run": restart}]}
     card = render_card(record, 2000, HISTORY, "ignored: the average's commands come from its record")
     assert "2000 steps, seed 7" in card and "is the one kept for the average" in card
+    assert "## Training\n\nThe shipped weights are the uniform average of 2 fine-tuned models" in card
     assert "The shipped weights are the uniform average of the weights of 2 models" in card
     assert "`models/instrusense` (6000 steps (seed 0" in card and "after 1 earlier stage)" in card
     commands = card[card.index("```bash"):]
