@@ -154,3 +154,13 @@ def test_carry_over_keeps_a_missing_models_rows_only_when_scored_on_the_same_cli
     assert "mfcc" not in other["models"] and "mfcc" in other["skipped"]
     run("--mfcc", mfcc_dir)
     assert "mfcc" not in run("--mfcc", "")["models"]
+
+
+def test_selection_command_scores_both_models_and_refuses_a_model_no_better_than_itself(
+        tiny_dataset, tiny_whisper, tmp_path, capsys):
+    from finetune.selection import main as selection_main
+
+    assert selection_main([tiny_whisper, "--shipped", tiny_whisper, "--dataset", tiny_dataset, "--device", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "| validation mAP (all held-out clips) higher | **no** |" in out and "may not replace" in out
+    assert selection_main([str(tmp_path / "missing"), "--shipped", tiny_whisper, "--dataset", tiny_dataset]) == 2

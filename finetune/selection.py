@@ -1,0 +1,95 @@
+"""May a candidate replace the shipped model? The README's selection rule, as a command.
+
+    python -m finetune.selection --dataset data/instruments-v2 CANDIDATE [--shipped models/instrusense]
+
+All three parts must hold:
+
+1. validation mAP over all held-out clips (solo and mixtures together) is higher than the shipped model's;
+2. on the real recordings outside real-eval (the lmms and sonic-pi sample sets) mAP, top-1 and top-3 are
+   not lower: after repeated warm restarts the held-out SoundFont stopped tracking real recordings;
+3. every bar of the issue on the held-out clips that the shipped model meets, the candidate meets too.
+
+Real-eval plays no part in the choice: it is the measurement, not a target. Exit status 0 when the candidate
+passes, 1 when it does not, 2 on an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import numpy as np
+
+from finetune.clips import Clips, load_clips
+from finetune.evaluate import BARS, hf_scorer, part_mask, score_parts
+from finetune.metrics import mean_average_precision, multi_hot, part_metrics
+
+log = logging.getLogger("finetune.selection")
+HELD_OUT = "real-eval"  # the real recordings no choice may look at
+
+
+def rule_metrics(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> dict[str, float]:
+    """The numbers the rule compares, from clip scores of the validation and real splits."""
+    val, real = splits["validation"], splits["real"]
+    outside = ~part_mask(real, HELD_OUT)
+    rest = part_metrics(scores["real"][outside], multi_hot(real.labels)[outside])
+    rows = score_parts(scores, splits)
+    out = {"validation mAP (all held-out clips)": mean_average_precision(scores["validation"], multi_hot(val.labels)),
+           "real outside real-eval: mAP": rest["mAP"],
+           "real outside real-eval: top-1": rest["top1"],
+           "real outside real-eval: top-3": rest["top3"]}
+    for row, metric, _ in BARS:
+        if row in rows and HELD_OUT not in row:
+            out[f"{row}: {metric}"] = rows[row][metric]
+    return out
+
+
+def judge(candidate: dict[str, float], shipped: dict[str, float]) -> list[tuple[str, bool]]:
+    """(check, passed) for every part of the rule."""
+    first = "validation mAP (all held-out clips)"
+    checks = [(f"{first} higher", candidate[first] > shipped[first])]
+    checks += [(f"{k} not lower", candidate[k] >= shipped[k]) for k in candidate if k.startswith("real outside")]
+    for row, metric, minimum in BARS:
+        key = f"{row}: {metric}"
+        if key in shipped and shipped[key] >= minimum:
+            checks.append((f"{key} ≥ {minimum:g} (met by the shipped model)", candidate[key] >= minimum))
+    return checks
+
+
+def report(candidate: dict[str, float], shipped: dict[str, float], checks: list[tuple[str, bool]]) -> str:
+    lines = ["| metric | candidate | shipped |", "|---|---|---|"]
+    lines += [f"| {k} | {candidate[k]:.4f} | {shipped[k]:.4f} |" for k in candidate]
+    lines += ["", "| check | passed |", "|---|---|"]
+    lines += [f"| {c} | {'yes' if ok else '**no**'} |" for c, ok in checks]
+    verdict = "may replace" if all(ok for _, ok in checks) else "may not replace"
+    return "\n".join(lines) + f"\n\nThe candidate {verdict} the shipped model."
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m finetune.selection", description=__doc__.split("\n\n")[0])
+    ap.add_argument("candidate", help="model directory saved by finetune.train or finetune.average")
+    ap.add_argument("--shipped", default="models/instrusense")
+    ap.add_argument("--dataset", default="data/instruments-v2", help="has the validation and real splits")
+    ap.add_argument("--batch_size", type=int, default=32)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        splits = {s: load_clips(args.dataset, s) for s in ("validation", "real")}
+        metrics = {}
+        for name in (args.candidate, args.shipped):
+            scorer, _ = hf_scorer(name, args.batch_size, device=args.device)
+            metrics[name] = rule_metrics({s: scorer(c) for s, c in splits.items()}, splits)
+            log.info("scored %s", name)
+    except (OSError, ValueError, KeyError) as err:
+        log.error("%s", err)
+        return 2
+    candidate, shipped = metrics[args.candidate], metrics[args.shipped]
+    checks = judge(candidate, shipped)
+    print(report(candidate, shipped, checks))
+    return 0 if all(ok for _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
