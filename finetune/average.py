@@ -50,9 +50,7 @@ def average(models: list[Path], out: Path) -> Path:
         if (Path(models[0]) / name).is_file():
             shutil.copy(Path(models[0]) / name, out / name)
     save_file(avg, str(out / "model.safetensors"), metadata={"format": "pt"})
-    runs = []
-    for m in models:
-        runs.append({"path": str(m), "run": read_record(m)})
+    runs = [{"path": str(m), "run": read_record(m)} for m in models]
     (out / RUN_RECORD).unlink(missing_ok=True)  # a stale run record would be read before this one
     (out / AVERAGE_RECORD).write_text(json.dumps({"out": str(out), "averaged": runs}, indent=2) + "\n")
     return out

@@ -29,6 +29,11 @@ def _earlier_stages(run: dict) -> list[dict]:
     return stages
 
 
+def _run_key(run: dict) -> str:
+    """One training run's identity: records copy a shared stage into every lineage that contains it."""
+    return json.dumps([run.get("argv"), run["train"].get("output_dir")])
+
+
 def _trained_runs(record: dict) -> list[dict]:
     """Every training run behind a record (its own, its stages', every averaged model's), each once."""
     found: dict[str, dict] = {}
@@ -41,7 +46,7 @@ def _trained_runs(record: dict) -> list[dict]:
                 walk(a.get("run"))
             return
         walk(r.get("parent"))
-        found.setdefault(json.dumps([r.get("argv"), r["train"].get("output_dir")]), r)
+        found.setdefault(_run_key(r), r)
 
     walk(record)
     return list(found.values())
@@ -120,7 +125,7 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
         commands = [*_chain_commands(run, own=False), command]
     command = "\n".join(commands)
     wall = history[-1]["elapsed_s"] if history else float("nan")
-    others = [r for r in _trained_runs(average or run) if r is not run]
+    others = [r for r in _trained_runs(average or run) if _run_key(r) != _run_key(run)]
     earlier = [r["elapsed_s"] for r in others if "elapsed_s" in r]
     init = "the first stage initialises the projector" if stages else "the projector is initialised"
     span = "for this stage" if stages or average else "for the whole run"

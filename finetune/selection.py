@@ -27,6 +27,7 @@ from finetune.metrics import mean_average_precision, multi_hot, part_metrics
 
 log = logging.getLogger("finetune.selection")
 HELD_OUT = "real-eval"  # the real recordings no choice may look at
+VALIDATION = "validation mAP (all held-out clips)"
 
 
 def rule_metrics(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> dict[str, float]:
@@ -35,7 +36,7 @@ def rule_metrics(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> dic
     outside = ~part_mask(real, HELD_OUT)
     rest = part_metrics(scores["real"][outside], multi_hot(real.labels)[outside])
     rows = score_parts(scores, splits)
-    out = {"validation mAP (all held-out clips)": mean_average_precision(scores["validation"], multi_hot(val.labels)),
+    out = {VALIDATION: mean_average_precision(scores["validation"], multi_hot(val.labels)),
            "real outside real-eval: mAP": rest["mAP"],
            "real outside real-eval: top-1": rest["top1"],
            "real outside real-eval: top-3": rest["top3"]}
@@ -47,8 +48,7 @@ def rule_metrics(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> dic
 
 def judge(candidate: dict[str, float], shipped: dict[str, float]) -> list[tuple[str, bool]]:
     """(check, passed) for every part of the rule."""
-    first = "validation mAP (all held-out clips)"
-    checks = [(f"{first} higher", candidate[first] > shipped[first])]
+    checks = [(f"{VALIDATION} higher", candidate[VALIDATION] > shipped[VALIDATION])]
     checks += [(f"{k} not lower", candidate[k] >= shipped[k]) for k in candidate if k.startswith("real outside")]
     for row, metric, minimum in BARS:
         key = f"{row}: {metric}"

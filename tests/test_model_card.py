@@ -115,5 +115,8 @@ def test_a_shipped_average_describes_its_last_model_and_ends_with_the_average():
     assert "--seed 7\npython -m finetune.average --out runs/avg models/instrusense runs/r/model\n```" in commands
     # wall time: this stage (10 min of HISTORY) plus every other averaged stage once (120 min)
     assert "10 min for this stage" in card and "(130 min with all the averaged models' stages)" in card
+    # the last averaged model also stands in another's lineage (as a copy): its time is counted once
+    inner = {"averaged": [{"path": "runs/r/model", "run": restart}, {"path": "first", "run": copy.deepcopy(first)}]}
+    assert "(40 min with all the averaged models' stages)" in render_card(inner, 6000, HISTORY, "cmd")
     with pytest.raises(ValueError, match="training record"):
         render_card({"averaged": [{"path": "a", "run": None}]}, 1, HISTORY, "cmd")
