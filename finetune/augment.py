@@ -21,6 +21,9 @@ P_NOISE = 0.5
 P_DEVICE = 0.25
 P_GAIN = 0.8
 
+AMPLIFIED_LABELS = frozenset({"electric_guitar", "bass_guitar", "electric_piano", "organ", "synthesizer"})
+"""Instruments heard through a pickup and an amplifier or DI box: the ones :func:`amplifier` suits."""
+
 
 def _u(g: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand((), generator=g))
@@ -142,8 +145,37 @@ def compress(wave: torch.Tensor, sr: int, g: torch.Generator) -> torch.Tensor:
     return wave * gain * 10 ** (float(-gain_db.min()) * _u(g, 0.3, 1.0) / 20)  # make-up gain
 
 
-def augment(wave: torch.Tensor, sample_rate: int, generator: torch.Generator) -> torch.Tensor:
-    """A random, reproducible chain of recording effects; same length, finite, peak at most 1."""
+def amplifier(wave: torch.Tensor, sr: int, g: torch.Generator) -> torch.Tensor:
+    """An instrument amplifier: tone stack, a clean-to-crunchy preamp, a speaker cabinet.
+
+    Electric instruments reach a recording through a pickup and an amp (or a DI box); sample
+    libraries mostly record one such chain per instrument, so a model can learn the chain instead
+    of the instrument. The preamp is an asymmetric soft clipper (even and odd harmonics, as a tube
+    stage); the cabinet is a band-pass with a presence peak. Peak level is kept.
+    """
+    peak = wave.abs().max() + 1e-9
+    x = wave / peak
+    x = AF.bass_biquad(x, sr, _u(g, -6, 6), _u(g, 80, 200))
+    x = AF.equalizer_biquad(x, sr, _u(g, 400, 1200), _u(g, -8, 8), 0.7)
+    x = AF.treble_biquad(x, sr, _u(g, -6, 6), _u(g, 2000, 4000))
+    drive = 10 ** (_u(g, 0, 24) / 20)
+    bias = _u(g, 0.0, 0.3)
+    x = torch.tanh(drive * (x + bias)) - math.tanh(drive * bias)
+    x = x - x.mean()
+    lo, hi = _u(g, 50, 120), _u(g, 3000, min(7000, sr / 2 - 500))
+    for _ in range(2):  # 4th-order slopes, as a speaker's
+        x = AF.highpass_biquad(x, sr, lo)
+        x = AF.lowpass_biquad(x, sr, hi)
+    x = AF.equalizer_biquad(x, sr, _u(g, 1500, 3500), _u(g, 0, 6), 1.5)
+    return x / (x.abs().max() + 1e-9) * peak
+
+
+def augment(wave: torch.Tensor, sample_rate: int, generator: torch.Generator, amp: float = 0.0) -> torch.Tensor:
+    """A random, reproducible chain of recording effects; same length, finite, peak at most 1.
+
+    `amp` is the chance that the clip first goes through :func:`amplifier` (the caller passes it only
+    for electric instruments); at 0 no draw is made, so the stream is the same as before it existed.
+    """
     if wave.dim() != 1:
         raise ValueError(f"augment expects a 1-D waveform, got shape {tuple(wave.shape)}")
     n = wave.shape[-1]
@@ -151,6 +183,8 @@ def augment(wave: torch.Tensor, sample_rate: int, generator: torch.Generator) ->
     x = wave.detach().to(torch.float32).clone()
     if n == 0 or not torch.isfinite(x).all() or x.abs().max() == 0:
         return torch.nan_to_num(x)
+    if amp > 0 and _chance(g, amp):
+        x = amplifier(x, sample_rate, g)
     if _chance(g, P_EQ):
         x = random_eq(x, sample_rate, g)
     if _chance(g, P_COMPRESS):

@@ -29,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from finetune.augment import augment, spec_mask, varispeed
+from finetune.augment import AMPLIFIED_LABELS, augment, spec_mask, varispeed
 from finetune.clips import Clips, clip_scores, load_clips
 from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
@@ -71,6 +71,9 @@ class DataArguments:
         "help": "play every training clip up to this many semitones faster or slower (varispeed; 0: off)"})
     pitch_shift_drums: bool = field(default=True, metadata={
         "help": "with --pitch_shift: shift clips with drums too (false: pitched clips only)"})
+    amp: float = field(default=0.0, metadata={
+        "help": "chance that an example holding only electric instruments (electric guitar and piano, bass guitar, "
+                "organ, synthesizer) goes through a random amplifier and speaker cabinet (0: off)"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N clips per split"})
 
 
@@ -121,11 +124,11 @@ class TrainBatches:
 
     def __init__(self, clips: Clips, extractor, window: int, batch_size: int, do_augment: bool, seed: int,
                  short_fraction: float = 0.0, mix_fraction: float = 0.0, spec_augment: bool = False,
-                 pitch_shift: float = 0.0, pitch_shift_drums: bool = True):
+                 pitch_shift: float = 0.0, pitch_shift_drums: bool = True, amp: float = 0.0):
         self.clips, self.extractor, self.window = clips, extractor, window
         self.batch_size, self.do_augment, self.seed = batch_size, do_augment, seed
         self.short_fraction, self.mix_fraction, self.spec_augment = short_fraction, mix_fraction, spec_augment
-        self.pitch_shift, self.pitch_shift_drums = pitch_shift, pitch_shift_drums
+        self.pitch_shift, self.pitch_shift_drums, self.amp = pitch_shift, pitch_shift_drums, amp
 
     def batch(self, step: int) -> tuple[dict, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -146,7 +149,8 @@ class TrainBatches:
             for label in labels:
                 targets[b, LABEL_INDEX[label]] = 1.0
             if self.do_augment:
-                wave = augment(torch.from_numpy(wave.copy()), SAMPLE_RATE, gen).numpy()
+                amp = self.amp if labels and labels <= AMPLIFIED_LABELS else 0.0
+                wave = augment(torch.from_numpy(wave.copy()), SAMPLE_RATE, gen, amp).numpy()
             waves.append(wave)
         inputs = dict(self.extractor(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt"))
         if self.spec_augment:  # drawn after every waveform draw: the audio stream is the same with or without
@@ -411,7 +415,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     log.info("data: %d training clips, eval %s (%.0f s)", len(clips), {k: len(v) for k, v in evals.items()},
              time.time() - started)
     batches = TrainBatches(clips, extractor, window, t.batch_size, d.augment, t.seed, d.short_fraction,
-                           d.mix_fraction, d.spec_augment, d.pitch_shift, d.pitch_shift_drums)
+                           d.mix_fraction, d.spec_augment, d.pitch_shift, d.pitch_shift_drums, d.amp)
     optimizer = torch.optim.AdamW(_param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay, t.encoder_lr_decay))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     loss_fn = torch.nn.BCEWithLogitsLoss()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finetune.augment import augment, spec_mask, synthetic_ir, varispeed
+from finetune.augment import amplifier, augment, spec_mask, synthetic_ir, varispeed
 
 SR = 16000
 
@@ -90,3 +90,22 @@ def test_varispeed_at_unit_speed_is_the_input_and_rejects_a_non_positive_factor(
     assert varispeed(x, SR, 1.0) is x
     with pytest.raises(ValueError, match="positive"):
         varispeed(x, SR, 0.0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_amplifier_keeps_length_and_peak_and_adds_harmonics(seed):
+    t = torch.arange(SR) / SR
+    x = 0.3 * torch.sin(2 * torch.pi * 200 * t)  # 200 Hz: bins of a 1 s signal fall on its harmonics
+    y = amplifier(x, SR, torch.Generator().manual_seed(seed))
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert float(y.abs().max()) == pytest.approx(0.3, rel=1e-4)
+    spectrum = torch.fft.rfft(y).abs()
+    harmonics = spectrum[[400, 600, 800]].pow(2).sum().sqrt()
+    assert harmonics > 0.01 * spectrum[200]  # a pure tone comes out distorted (the input has none)
+
+
+def test_amp_chance_zero_keeps_the_old_stream_and_one_changes_it():
+    x = _tone()
+    plain = augment(x, SR, torch.Generator().manual_seed(3))
+    assert torch.equal(plain, augment(x, SR, torch.Generator().manual_seed(3), amp=0.0))
+    assert not torch.equal(plain, augment(x, SR, torch.Generator().manual_seed(3), amp=1.0))

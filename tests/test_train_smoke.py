@@ -286,3 +286,21 @@ def test_family_loss_adds_to_the_label_loss(tiny_whisper, tiny_dataset, tmp_path
 
     plain, with_families = first_loss(0.0), first_loss(1.0)
     assert np.isfinite(with_families) and with_families > plain + 0.01  # same weights and batch, one more term
+
+
+def test_amp_goes_only_to_examples_of_electric_instruments(tiny_whisper):
+    import torch
+    from transformers import WhisperFeatureExtractor
+
+    from finetune.train import TrainBatches
+
+    extractor = WhisperFeatureExtractor.from_pretrained(tiny_whisper)
+
+    def features(clips, amp):
+        return TrainBatches(clips, extractor, 48000, 8, do_augment=True, seed=2, amp=amp).batch(0)[0]["input_features"]
+
+    acoustic = _tone_clips()
+    assert torch.equal(features(acoustic, 0.0), features(acoustic, 1.0))  # no draw made, nothing changed
+    electric = _tone_clips()
+    electric.labels = [["bass_guitar"], ["electric_piano"], ["electric_guitar"], ["organ"]]
+    assert not torch.equal(features(electric, 0.0), features(electric, 1.0))
