@@ -28,9 +28,10 @@ HISTORY = [{"step": 500, "loss": 0.2, "elapsed_s": 600.0, "validation": {"top1":
 @pytest.mark.parametrize("option, value, phrase", [
     ("pitch_shift", 2.0, "up to 2 semitones faster or slower"),
     ("spec_augment", True, "SpecAugment"),
+    ("amp", 0.5, "Amplifier: 50% of the examples holding only electric instruments"),
 ])
 def test_optional_augmentations_are_described_only_when_used(option, value, phrase):
-    off = render_card(_run(**{option: 0.0 if option == "pitch_shift" else False}), 500, HISTORY, "cmd")
+    off = render_card(_run(**{option: False if option == "spec_augment" else 0.0}), 500, HISTORY, "cmd")
     on = render_card(_run(**{option: value}), 500, HISTORY, "cmd")
     assert phrase not in off and phrase in on
 
