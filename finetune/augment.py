@@ -14,6 +14,8 @@ import math
 import torch
 import torchaudio.functional as AF
 
+from instrusense.taxonomy import display_name
+
 P_EQ = 0.5
 P_COMPRESS = 0.3
 P_REVERB = 0.5
@@ -23,6 +25,7 @@ P_GAIN = 0.8
 
 AMPLIFIED_LABELS = frozenset({"electric_guitar", "bass_guitar", "electric_piano", "organ", "synthesizer"})
 """Instruments heard through a pickup and an amplifier or DI box: the ones :func:`amplifier` suits."""
+AMPLIFIED_NAMES = ", ".join(display_name(label).lower() for label in sorted(AMPLIFIED_LABELS))
 
 
 def _u(g: torch.Generator, lo: float, hi: float) -> float:

@@ -9,6 +9,7 @@ import json
 import shlex
 from pathlib import Path
 
+from finetune.augment import AMPLIFIED_NAMES
 from finetune.records import last_trained, read_record
 from instrusense.taxonomy import FAMILIES
 
@@ -146,9 +147,8 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
     which = "every example" if d.get("pitch_shift_drums", True) else "every example without drums"
     varispeed = (f"\nVarispeed: {which} is played up to {shift:g} semitones faster or slower (pitch and"
                  " formants together,\nas a slightly smaller or bigger instrument)." if shift else "")
-    amp = (f"\nAmplifier: {d['amp']:.0%} of the examples holding only electric instruments (electric guitar and"
-           " piano, bass guitar,\norgan, synthesizer) first go through a random tone stack, soft-clipping preamp"
-           " and speaker cabinet." if d.get("amp") else "")
+    amp = (f"\nAmplifier: {d['amp']:.0%} of the examples holding only electric instruments ({AMPLIFIED_NAMES})\n"
+           "first go through a random tone stack, soft-clipping preamp and speaker cabinet." if d.get("amp") else "")
     fam = t.get("family_loss", 0.0)
     family_bce = (f" plus {fam:g}× a BCE over the {len(FAMILIES)} families (a family's logit: logsumexp of its"
                   " labels')" if fam else "")

@@ -29,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from finetune.augment import AMPLIFIED_LABELS, augment, spec_mask, varispeed
+from finetune.augment import AMPLIFIED_LABELS, AMPLIFIED_NAMES, augment, spec_mask, varispeed
 from finetune.clips import Clips, clip_scores, load_clips
 from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
@@ -72,8 +72,8 @@ class DataArguments:
     pitch_shift_drums: bool = field(default=True, metadata={
         "help": "with --pitch_shift: shift clips with drums too (false: pitched clips only)"})
     amp: float = field(default=0.0, metadata={
-        "help": "chance that an example holding only electric instruments (electric guitar and piano, bass guitar, "
-                "organ, synthesizer) goes through a random amplifier and speaker cabinet (0: off)"})
+        "help": f"chance that an example holding only electric instruments ({AMPLIFIED_NAMES}) goes through a "
+                "random amplifier and speaker cabinet (0: off)"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N clips per split"})
 
 
