@@ -156,6 +156,10 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
     decay = t.get("encoder_lr_decay", 1.0)
     llrd = (f" Layer-wise decay {decay:g}: each encoder block learns at {decay:g}× the rate of the block above it,"
             " and the\nconvolutional front-end one factor below the first block." if decay != 1.0 else "")
+    pull = t.get("base_decay", 0.0)
+    anchored = (f" Each step also moves every encoder weight lr×{pull:g} of the way back to its pretrained"
+                " value\n(L2-SP in AdamW's decoupled form), so the encoder stays near what pretraining learned."
+                if pull else "")
     curve = "\n".join(
         f"| {h['step']} | {h['loss']:.4f} | {h.get('validation', {}).get('top1', float('nan')):.3f} | "
         f"{h.get('validation', {}).get('mAP', float('nan')):.3f} | {h.get('real', {}).get('top1', float('nan')):.3f} | "
@@ -208,7 +212,7 @@ reverb, EQ, phone/laptop band-limiting, background noise at random SNR, gain, co
 Recipe: {init} from data (standardised principal axes of the pooled hidden
 states) and the classifier bias at the label priors; then the whole model is fine-tuned with AdamW
 (head lr {t['head_lr']:g}, encoder lr {t['encoder_lr']:g}, warm-up {t['warmup_fraction']:.0%}, cosine decay), multi-label
-BCE{family_bce}, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}.{llrd}{ema} The checkpoint with the best validation
+BCE{family_bce}, batch {t['batch_size']}, {t['max_steps']} steps, seed {t['seed']}.{llrd}{anchored}{ema} The checkpoint with the best validation
 mAP (step {best_step}) is {kept}.{_stages_text(stages)}{_average_text(average) if average else ""}
 
 ```bash

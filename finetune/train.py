@@ -103,6 +103,9 @@ class TrainArguments:
     save_dtype: str = field(default="float16", metadata={"help": "dtype of the saved weights (float16 or float32)"})
     ema_decay: float = field(default=0.0, metadata={
         "help": "evaluate, select and save an exponential moving average of the weights (e.g. 0.998; 0: off)"})
+    base_decay: float = field(default=0.0, metadata={
+        "help": "decay the encoder toward its pretrained --base weights instead of only toward zero (L2-SP in "
+                "AdamW's decoupled form): every step moves each encoder weight lr×this of the way back; 0: off"})
     family_loss: float = field(default=0.0, metadata={
         "help": "weight of a second BCE on the eight families (a family's logit: logsumexp of its labels' logits), "
                 "so that a mistake across families costs more than one inside a family; 0: off"})
@@ -364,6 +367,27 @@ def _param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float,
     return groups
 
 
+def encoder_anchors(model) -> dict[int, torch.Tensor]:
+    """A copy of the encoder's weights as built from --base (pretrained), keyed by parameter id."""
+    return {id(p): p.detach().clone() for name, p in model.named_parameters()
+            if name.split(".")[0] in ENCODER_PREFIXES}
+
+
+@torch.no_grad()
+def decay_toward_anchors(optimizer: torch.optim.Optimizer, anchors: dict[int, torch.Tensor], strength: float) -> None:
+    """Move each anchored parameter lr×strength of the way back to its anchor (its group's current lr).
+
+    Pretrained layers hold what transfers to real recordings; fine-tuning on rendered audio pulls them
+    away. Decoupled from the gradient as AdamW's weight decay is, so the pull does not depend on Adam's
+    per-weight scaling.
+    """
+    for group in optimizer.param_groups:
+        weight = min(1.0, group["lr"] * strength)
+        for p in group["params"]:
+            if id(p) in anchors:
+                p.lerp_(anchors[id(p)], weight)
+
+
 def _lr_factor(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -407,6 +431,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     model, extractor = build_classifier(m.base, window_seconds=m.window_seconds, encoder_layers=m.encoder_layers,
                                         projector_size=m.projector_size)
     model.to(device)
+    anchors = encoder_anchors(model) if t.base_decay else {}  # before --init_from or a resume replaces them
     log.info("training on %s%s", device, " (bfloat16 autocast)" if device.type == "cuda" else "")
     window = round(m.window_seconds * SAMPLE_RATE)
     started = time.time()
@@ -468,6 +493,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        if anchors:
+            decay_toward_anchors(optimizer, anchors, t.base_decay)
         if ema is not None:
             ema.update_parameters(model)
         step += 1

@@ -46,6 +46,14 @@ def test_family_loss_is_described_only_when_used():
     assert "family term" not in off and "the loss includes the family term" in on
 
 
+def test_base_decay_is_described_only_when_used():
+    run = _run()
+    off = render_card(run, 500, HISTORY, "cmd")
+    run["train"] = {**run["train"], "base_decay": 10.0}
+    on = render_card(run, 500, HISTORY, "cmd")
+    assert "L2-SP" not in off and "lr×10 of the way back to its pretrained value" in on
+
+
 def test_varispeed_sentence_says_whether_drums_were_shifted():
     pitched = render_card(_run(pitch_shift=2.0, pitch_shift_drums=False), 500, HISTORY, "cmd")
     assert "every example without drums is played" in pitched

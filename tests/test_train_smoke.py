@@ -111,6 +111,30 @@ def test_init_from_starts_from_a_saved_models_weights_and_refuses_another_archit
     assert "averaged" in json.loads((tmp_path / "soup" / "training_run.json").read_text())["parent"]
 
 
+def test_base_decay_pulls_the_encoder_back_to_its_pretrained_weights(tiny_whisper, tiny_dataset, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from finetune.modeling import build_classifier
+
+    def run(name, base_decay=0.0, init_from=None):
+        train(ModelArguments(base=tiny_whisper, window_seconds=3.0, projector_size=8, init_from=init_from),
+              DataArguments(dataset=tiny_dataset, eval_splits="validation"),
+              TrainArguments(output_dir=str(tmp_path / name), run_dir=str(tmp_path / f"run-{name}"), max_steps=2,
+                             batch_size=4, eval_every=2, encoder_lr=1e-2, save_dtype="float32", base_decay=base_decay))
+        return load_file(str(tmp_path / name / "model.safetensors"))
+
+    pretrained = build_classifier(tiny_whisper, window_seconds=3.0, projector_size=8)[0].state_dict()
+    trainable = [k for k, p in build_classifier(tiny_whisper, window_seconds=3.0, projector_size=8)[0].named_parameters()
+                 if k.startswith("encoder.") and p.requires_grad]
+    first = run("first")
+    assert any(not torch.allclose(first[k], pretrained[k]) for k in trainable)  # fine-tuning moved the encoder
+    # lr × strength ≥ 1: every step ends on the pretrained weights, even when starting from a fine-tuned model
+    pulled = run("pulled", base_decay=1e9, init_from=str(tmp_path / "first"))
+    assert all(torch.allclose(pulled[k], pretrained[k], atol=1e-6) for k in trainable)
+    assert not torch.allclose(pulled["classifier.weight"], first["classifier.weight"])  # the head still trains
+
+
 def test_weight_average_is_what_gets_evaluated_saved_and_resumed(tiny_whisper, tiny_dataset, tmp_path):
     import torch
     from safetensors.torch import load_file
