@@ -124,9 +124,9 @@ def test_base_decay_pulls_the_encoder_back_to_its_pretrained_weights(tiny_whispe
                              batch_size=4, eval_every=2, encoder_lr=1e-2, save_dtype="float32", base_decay=base_decay))
         return load_file(str(tmp_path / name / "model.safetensors"))
 
-    pretrained = build_classifier(tiny_whisper, window_seconds=3.0, projector_size=8)[0].state_dict()
-    trainable = [k for k, p in build_classifier(tiny_whisper, window_seconds=3.0, projector_size=8)[0].named_parameters()
-                 if k.startswith("encoder.") and p.requires_grad]
+    built = build_classifier(tiny_whisper, window_seconds=3.0, projector_size=8)[0]
+    pretrained = built.state_dict()
+    trainable = [k for k, p in built.named_parameters() if k.startswith("encoder.") and p.requires_grad]
     first = run("first")
     assert any(not torch.allclose(first[k], pretrained[k]) for k in trainable)  # fine-tuning moved the encoder
     # lr × strength ≥ 1: every step ends on the pretrained weights, even when starting from a fine-tuned model
