@@ -333,6 +333,11 @@ ENCODER_PREFIXES = {"encoder", "model", "audio_spectrogram_transformer", "wav2ve
 _BLOCK = re.compile(r"\.layers?\.(\d+)\.")
 
 
+def _is_encoder(name: str) -> bool:
+    """Whether a parameter belongs to the pretrained encoder (anything else is the new head)."""
+    return name.split(".")[0] in ENCODER_PREFIXES
+
+
 def _block_depths(names: list[str]) -> dict[str, int]:
     """Depth of each encoder parameter: block i is i + 1, embeddings and front-end 0, anything after the
     blocks (the final layer norm) the top block's."""
@@ -349,7 +354,7 @@ def _param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float,
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if name.split(".")[0] in ENCODER_PREFIXES:
+        if _is_encoder(name):
             body[name] = p
         else:
             head.append(p)
@@ -369,8 +374,7 @@ def _param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float,
 
 def encoder_anchors(model) -> dict[int, torch.Tensor]:
     """A copy of the encoder's weights as built from --base (pretrained), keyed by parameter id."""
-    return {id(p): p.detach().clone() for name, p in model.named_parameters()
-            if name.split(".")[0] in ENCODER_PREFIXES}
+    return {id(p): p.detach().clone() for name, p in model.named_parameters() if _is_encoder(name)}
 
 
 @torch.no_grad()
