@@ -133,18 +133,30 @@ def load_float32(model_id: str) -> torch.nn.Module:
     return AutoModelForAudioClassification.from_pretrained(model_id, use_safetensors=True).float().eval()
 
 
+def _quantised_linears(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Dynamic int8 linear layers: their packed weights are not `parameters()`."""
+    return [m for m in model.modules() if "quantiz" in type(m).__module__.lower() and callable(getattr(m, "weight", None))]
+
+
 def describe_precision(model) -> str:
-    """What the app computes in: parameter dtypes, plus quantised modules if there are any."""
+    """What the app computes in: parameter dtypes, plus the linear layers quantised to int8 if there are any."""
     if not isinstance(model, torch.nn.Module):
         return type(model).__name__
     dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in model.parameters()})
-    quantised = sum("quantiz" in type(m).__module__.lower() for m in model.modules())
+    quantised = len(_quantised_linears(model))
     text = "+".join(dtypes) or "no parameters"
-    return f"{text} ({quantised} quantised modules)" if quantised else text
+    return f"{text}, {quantised} linear layers in dynamic int8" if quantised else text
 
 
 def parameter_count(model) -> int | None:
-    return sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else None
+    """Weights and biases, those of int8 linear layers included."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    count = sum(p.numel() for p in model.parameters())
+    for m in _quantised_linears(model):
+        bias = m.bias()
+        count += m.weight().numel() + (bias.numel() if bias is not None else 0)
+    return count
 
 
 def compare(path: Path, tagger: Tagger, settings: Settings, model_id: str, runs: int) -> dict:

@@ -51,7 +51,7 @@ MODEL_TITLES = {
     "mfcc": "MFCC statistics + logistic regression",
     "ast": "small AST from scratch",
     "whisper": "fine-tuned Whisper-base",
-    "whisper_int8": "fine-tuned Whisper-base, int8 (INSTRUSENSE_QUANTIZE=1)",
+    "whisper_int8": "fine-tuned Whisper-base, int8 (the app's default on CPUs)",
 }
 # (row name, split, which clips of the split)
 PARTS = (

@@ -141,7 +141,7 @@ def load_tagger(model_id: str, threads: int = 0, quantize: bool = False, device:
         raise ModelUnavailableError(f"Could not load the model {model_id!r}: {exc}. {HOW_TO_GET_A_MODEL}") from exc
     model = model.float().eval()  # weights may ship in float16; compute in float32 (same scores on CPU and GPU)
     if quantize and target.type != "cpu":
-        log.warning("INSTRUSENSE_QUANTIZE applies to CPUs only; running float32 on %s", target)
+        log.info("dynamic int8 (INSTRUSENSE_QUANTIZE) applies to CPUs only; running float32 on %s", target)
         quantize = False
     if quantize:
         model = quantize_int8(model)

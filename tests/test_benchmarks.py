@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from benchmarks import procs, recordings, report
-from benchmarks.timing import AST_RATE, ast_windows, median_runs
+from benchmarks.timing import AST_RATE, ast_windows, describe_precision, median_runs, parameter_count
 
 
 @pytest.mark.parametrize("fmt", ["wav", "mp3"])
@@ -130,3 +130,15 @@ def test_run_measured_reports_exit_output_and_marker(tmp_path):
     assert (r.returncode, r.stdout.strip()) == (3, "out")
     assert r.marker_s is not None and r.marker_s <= r.wall_s
     assert r.maxrss_kb > 0 and "loaded m" in r.stderr_tail
+
+
+def test_the_int8_model_counts_the_same_parameters_and_says_it_is_quantised():
+    import torch
+
+    from instrusense.model import quantize_int8
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2, bias=False))
+    assert parameter_count(model) == 8 * 4 + 4 + 4 + 4 + 4 * 2 and describe_precision(model) == "float32"
+    quantised = quantize_int8(model)
+    assert parameter_count(quantised) == parameter_count(model)  # packed int8 weights are no `parameters()`
+    assert describe_precision(quantised) == "float32, 2 linear layers in dynamic int8"

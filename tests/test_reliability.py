@@ -27,7 +27,7 @@ from gradio_client.utils import Status
 
 from conftest import tone
 from instrusense.analysis import analyze_file
-from instrusense.model import ModelUnavailableError, load_tagger
+from instrusense.model import ModelUnavailableError, load_tagger, tagger_for
 from instrusense.settings import load_settings
 from instrusense.taxonomy import LABELS
 
@@ -77,7 +77,7 @@ def clips(tmp_path_factory, settings):
     import soundfile as sf
 
     folder = tmp_path_factory.mktemp("clips")
-    tagger = load_tagger(settings.model)
+    tagger = tagger_for(settings)  # the model as the app loads it (int8 on CPUs by default)
     out = {}
     for i, (seconds, freq) in enumerate([(1.0, 220.0), (1.5, 440.0), (2.0, 880.0), (1.25, 330.0)]):
         path = folder / f"clip{i}.wav"
