@@ -34,3 +34,18 @@ def test_scores_on_the_gpu_match_the_cpu(tiny_whisper):
     cpu = load_tagger(tiny_whisper, device="cpu").predict(windows, batch_size=4)
     gpu = load_tagger(tiny_whisper, device="cuda").predict(windows, batch_size=4)
     assert np.abs(cpu - gpu).max() < 1e-3
+
+
+def test_the_cpu_default_runs_int8_linear_layers_with_scores_close_to_float32(tiny_whisper):
+    import numpy as np
+
+    from instrusense.model import tagger_for
+    from instrusense.settings import load_settings
+
+    tagger = tagger_for(load_settings({}, model=tiny_whisper, device="cpu"))
+    linears = [m for m in tagger.model.modules() if "Linear" in type(m).__name__]
+    assert linears and all("quantiz" in type(m).__module__ for m in linears)  # every linear layer is int8
+    windows = np.random.default_rng(0).normal(0, 0.1, (5, 48000)).astype(np.float32)
+    int8 = tagger.predict(windows, batch_size=4)
+    fp32 = load_tagger(tiny_whisper, device="cpu").predict(windows, batch_size=4)
+    assert 0 < np.abs(int8 - fp32).max() < 0.05  # quantised (not the same numbers), yet the same scores
