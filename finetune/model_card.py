@@ -185,7 +185,8 @@ tagger = pipeline("audio-classification", model="models/instrusense")
 tagger("clip.wav", top_k=3)     # sigmoid confidences (multi-label)
 ```
 
-or `python -m instrusense analyze clip.wav` for a whole recording with segments.
+or `python -m instrusense analyze clip.wav` for a whole recording with segments (on CPUs the app and
+the CLI run the linear layers in dynamic int8 by default, about twice as fast: the int8 rows below).
 
 | family | labels (`id2label`) |
 |---|---|
