@@ -246,3 +246,41 @@ def spec_mask(features: torch.Tensor, generator: torch.Generator, *, freq_masks:
                 start = int(torch.randint(0, out.shape[axis + 1] - width + 1, (), generator=generator))
                 out[b].narrow(axis, start, width).fill_(fill)
     return out
+
+
+def filter_gains(features: torch.Tensor, generator: torch.Generator, *, units_per_db: float,
+                 db_range: float = 6.0, bands: tuple[int, int] = (3, 6), min_width: int = 4,
+                 chance: float = 1.0) -> torch.Tensor:
+    """FilterAugment (Nam et al., ICASSP 2022) on a batch of log spectrograms (batch, bins, frames).
+
+    Each chosen example gets a random filter over its whole spectrum: 3-6 frequency bands of at least
+    `min_width` bins, each with a gain of up to ±`db_range` dB, either flat per band (a step filter) or
+    interpolated between the band edges (a piecewise-linear one). A real room, microphone and instrument
+    body colour the whole spectrum at once, where :func:`random_eq` adds one to three narrow biquads.
+    `units_per_db` converts dB to the feature's units (Whisper's log10 mel over 4: 1/40). Pure and
+    seeded; with `chance` 0 no draw is made.
+    """
+    if features.dim() != 3:
+        raise ValueError(f"filter_gains expects (batch, bins, frames), got shape {tuple(features.shape)}")
+    if chance <= 0:
+        return features
+    out = features.clone()
+    batch, bins, _ = out.shape
+    for b in range(batch):
+        if not _chance(generator, chance):
+            continue
+        n_bands = int(torch.randint(bands[0], bands[1] + 1, (), generator=generator))
+        n_bands = max(1, min(n_bands, bins // max(1, min_width)))
+        # inner edges: min_width apart, drawn by spreading the slack at random over the bands
+        slack = bins - n_bands * min_width
+        cuts = torch.sort(torch.randint(0, slack + 1, (n_bands - 1,), generator=generator)).values
+        edges = [0] + [int(c) + min_width * (k + 1) for k, c in enumerate(cuts)] + [bins]
+        if _chance(generator, 0.5):  # step: one gain per band
+            gains = (torch.rand(n_bands, generator=generator) * 2 - 1) * db_range
+            curve = torch.cat([gains[k].expand(edges[k + 1] - edges[k]) for k in range(n_bands)])
+        else:  # linear: a gain at every edge, interpolated in between
+            gains = (torch.rand(n_bands + 1, generator=generator) * 2 - 1) * db_range
+            curve = torch.cat([torch.linspace(float(gains[k]), float(gains[k + 1]), edges[k + 1] - edges[k])
+                               for k in range(n_bands)])
+        out[b] += (curve * units_per_db).to(out.dtype)[:, None]
+    return out

@@ -149,6 +149,9 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
                  " formants together,\nas a slightly smaller or bigger instrument)." if shift else "")
     amp = (f"\nAmplifier: {d['amp']:.0%} of the examples holding only electric instruments ({AMPLIFIED_NAMES})\n"
            "first go through a random tone stack, soft-clipping preamp and speaker cabinet." if d.get("amp") else "")
+    filt = (f"\nFilterAugment: {d['filter_augment']:.0%} of the log-mel spectrograms get a random filter over the"
+            " whole spectrum\n(3–6 bands of up to ±6 dB, flat per band or interpolated between band edges)."
+            if d.get("filter_augment") else "")
     fam = t.get("family_loss", 0.0)
     family_bce = (f" plus {fam:g}× a BCE over the {len(FAMILIES)} families (a family's logit: logsumexp of its"
                   " labels')" if fam else "")
@@ -208,7 +211,7 @@ freepats and the two multi-sampled acoustic kits of AVL Drumkits; the csound GM 
 validation; the real-recording split is never used for training. Every example is a
 random {m['window_seconds']:g} s crop with on-the-fly recording effects (`finetune/augment.py`: synthetic-room
 reverb, EQ, phone/laptop band-limiting, background noise at random SNR, gain, compression);
-{d['short_fraction']:.0%} are cut to 0.5–{m['window_seconds']:g} s and zero-padded, as the app pads short recordings.{mixing}{specaug}{varispeed}{amp}
+{d['short_fraction']:.0%} are cut to 0.5–{m['window_seconds']:g} s and zero-padded, as the app pads short recordings.{mixing}{specaug}{varispeed}{amp}{filt}
 
 Recipe: {init} from data (standardised principal axes of the pooled hidden
 states) and the classifier bias at the label priors; then the whole model is fine-tuned with AdamW

@@ -29,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from finetune.augment import AMPLIFIED_LABELS, AMPLIFIED_NAMES, augment, spec_mask, varispeed
+from finetune.augment import AMPLIFIED_LABELS, AMPLIFIED_NAMES, augment, filter_gains, spec_mask, varispeed
 from finetune.clips import Clips, clip_scores, load_clips
 from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
@@ -74,6 +74,9 @@ class DataArguments:
     amp: float = field(default=0.0, metadata={
         "help": f"chance that an example holding only electric instruments ({AMPLIFIED_NAMES}) goes through a "
                 "random amplifier and speaker cabinet (0: off)"})
+    filter_augment: float = field(default=0.0, metadata={
+        "help": "chance that a training spectrogram gets a random 3-6 band filter of up to ±6 dB over its whole "
+                "spectrum (FilterAugment; 0: off)"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N clips per split"})
 
 
@@ -127,11 +130,13 @@ class TrainBatches:
 
     def __init__(self, clips: Clips, extractor, window: int, batch_size: int, do_augment: bool, seed: int,
                  short_fraction: float = 0.0, mix_fraction: float = 0.0, spec_augment: bool = False,
-                 pitch_shift: float = 0.0, pitch_shift_drums: bool = True, amp: float = 0.0):
+                 pitch_shift: float = 0.0, pitch_shift_drums: bool = True, amp: float = 0.0,
+                 filter_augment: float = 0.0):
         self.clips, self.extractor, self.window = clips, extractor, window
         self.batch_size, self.do_augment, self.seed = batch_size, do_augment, seed
         self.short_fraction, self.mix_fraction, self.spec_augment = short_fraction, mix_fraction, spec_augment
         self.pitch_shift, self.pitch_shift_drums, self.amp = pitch_shift, pitch_shift_drums, amp
+        self.filter_augment = filter_augment
 
     def batch(self, step: int) -> tuple[dict, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -158,6 +163,8 @@ class TrainBatches:
         inputs = dict(self.extractor(waves, sampling_rate=SAMPLE_RATE, return_tensors="pt"))
         if self.spec_augment:  # drawn after every waveform draw: the audio stream is the same with or without
             inputs = _mask_spectrograms(inputs, gen)
+        if self.filter_augment:  # drawn last, for the same reason
+            inputs = _filter_spectrograms(inputs, self.extractor, gen, self.filter_augment)
         return inputs, torch.from_numpy(targets)
 
     def _source_window(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
@@ -425,6 +432,21 @@ def save_model(model, extractor, out: Path, dtype: str, extra: dict) -> None:
     (out / RUN_RECORD).write_text(json.dumps(extra, indent=2) + "\n")
 
 
+def _filter_spectrograms(inputs: dict, extractor, gen: torch.Generator, chance: float) -> dict:
+    """`filter_gains` on a feature extractor's output, with its dB converted to the extractor's units: Whisper's
+    log10 power over 4 (1/40 per dB); AST's natural-log fbank, normalised by twice its `std`."""
+    if "input_features" in inputs:
+        return {**inputs, "input_features": filter_gains(inputs["input_features"], gen, units_per_db=1 / 40,
+                                                         chance=chance)}
+    values = inputs.get("input_values")
+    if values is not None and values.dim() == 3:
+        scale = 2 * float(getattr(extractor, "std", 0.5)) if getattr(extractor, "do_normalize", False) else 1.0
+        units = math.log(10) / 10 / scale
+        filtered = filter_gains(values.transpose(1, 2), gen, units_per_db=units, chance=chance)
+        return {**inputs, "input_values": filtered.transpose(1, 2).contiguous()}
+    raise ValueError("--filter_augment needs a spectrogram model (Whisper, AST); this base takes raw waveforms")
+
+
 def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str] | None = None) -> dict:
     torch.manual_seed(t.seed)
     if t.threads:
@@ -444,7 +466,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     log.info("data: %d training clips, eval %s (%.0f s)", len(clips), {k: len(v) for k, v in evals.items()},
              time.time() - started)
     batches = TrainBatches(clips, extractor, window, t.batch_size, d.augment, t.seed, d.short_fraction,
-                           d.mix_fraction, d.spec_augment, d.pitch_shift, d.pitch_shift_drums, d.amp)
+                           d.mix_fraction, d.spec_augment, d.pitch_shift, d.pitch_shift_drums, d.amp,
+                           d.filter_augment)
     optimizer = torch.optim.AdamW(_param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay, t.encoder_lr_decay))
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     loss_fn = torch.nn.BCEWithLogitsLoss()

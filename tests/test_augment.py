@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from finetune.augment import amplifier, augment, spec_mask, synthetic_ir, varispeed
+from finetune.augment import amplifier, augment, filter_gains, spec_mask, synthetic_ir, varispeed
 
 SR = 16000
 
@@ -73,6 +73,32 @@ def test_spec_mask_with_zero_widths_changes_nothing_and_rejects_other_shapes():
     assert torch.equal(spec_mask(x, torch.Generator().manual_seed(0), freq_width=0, time_width=0.0), x)
     with pytest.raises(ValueError):
         spec_mask(torch.randn(80, 100), torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_filter_gains_add_one_bounded_curve_per_example_over_every_frame(seed):
+    x = torch.randn(5, 80, 120)
+    before = x.clone()
+    y = filter_gains(x, torch.Generator().manual_seed(seed), units_per_db=1 / 40, db_range=6.0)
+    assert torch.equal(x, before) and y.shape == x.shape
+    assert torch.equal(y, filter_gains(x, torch.Generator().manual_seed(seed), units_per_db=1 / 40, db_range=6.0))
+    gain_db = (y - x) * 40
+    curve = gain_db[:, :, :1]
+    assert torch.allclose(gain_db, curve.expand_as(gain_db), atol=1e-4)  # the same filter in every frame
+    assert gain_db.abs().max() <= 6.0 + 1e-3
+    assert (curve.squeeze(-1).std(dim=1) > 0.1).all()  # a shaped filter, not a plain level change
+    other = filter_gains(x, torch.Generator().manual_seed(seed + 100), units_per_db=1 / 40)
+    assert not torch.allclose(other, y)
+
+
+def test_filter_gains_respect_the_chance_and_reject_other_shapes():
+    x = torch.randn(40, 80, 10)
+    assert filter_gains(x, torch.Generator().manual_seed(0), units_per_db=1 / 40, chance=0.0) is x
+    y = filter_gains(x, torch.Generator().manual_seed(0), units_per_db=1 / 40, chance=0.5)
+    touched = int(((y - x).abs().amax(dim=(1, 2)) > 0).sum())
+    assert 5 < touched < 35
+    with pytest.raises(ValueError):
+        filter_gains(torch.randn(80, 100), torch.Generator().manual_seed(0), units_per_db=1 / 40)
 
 
 @pytest.mark.parametrize("semitones", [-2.0, -0.5, 1.0, 2.0])

@@ -29,6 +29,7 @@ HISTORY = [{"step": 500, "loss": 0.2, "elapsed_s": 600.0, "validation": {"top1":
     ("pitch_shift", 2.0, "up to 2 semitones faster or slower"),
     ("spec_augment", True, "SpecAugment"),
     ("amp", 0.5, "Amplifier: 50% of the examples holding only electric instruments"),
+    ("filter_augment", 1.0, "FilterAugment: 100% of the log-mel spectrograms"),
 ])
 def test_optional_augmentations_are_described_only_when_used(option, value, phrase):
     off = render_card(_run(**{option: False if option == "spec_augment" else 0.0}), 500, HISTORY, "cmd")

@@ -220,6 +220,46 @@ def test_spec_augment_masks_features_but_keeps_the_audio_stream(tiny_whisper):
     assert torch.equal(a[~changed], b[~changed])  # the same audio underneath: only masked cells differ
 
 
+def test_filter_augment_colours_whole_spectra_but_keeps_the_audio_stream(tiny_whisper):
+    import torch
+    from transformers import WhisperFeatureExtractor
+
+    from finetune.train import TrainBatches
+
+    extractor = WhisperFeatureExtractor.from_pretrained(tiny_whisper)
+    clips = _tone_clips()
+    plain = TrainBatches(clips, extractor, 48000, 8, do_augment=True, seed=5, mix_fraction=0.5)
+    filtered = TrainBatches(clips, extractor, 48000, 8, do_augment=True, seed=5, mix_fraction=0.5,
+                            filter_augment=1.0)
+    (p_in, p_tg), (f_in, f_tg) = plain.batch(7), filtered.batch(7)
+    assert torch.equal(p_tg, f_tg)
+    offset_db = (f_in["input_features"] - p_in["input_features"]) * 40  # Whisper: log10 power / 4
+    # the same audio underneath: each example moved by one curve over its mel bins, at most 6 dB
+    assert torch.allclose(offset_db, offset_db[:, :, :1].expand_as(offset_db), atol=1e-3)
+    assert 0.5 < offset_db.abs().max() <= 6.0 + 1e-3
+
+
+def test_filter_augment_speaks_each_extractors_units():
+    import math
+
+    import torch
+    from transformers import ASTFeatureExtractor, Wav2Vec2FeatureExtractor
+
+    from finetune.train import _filter_spectrograms
+
+    waves = [np.random.default_rng(i).standard_normal(16000).astype(np.float32) * 0.1 for i in range(3)]
+    ast = ASTFeatureExtractor(max_length=100)
+    inputs = dict(ast(waves, sampling_rate=16000, return_tensors="pt"))  # (batch, frames, mels)
+    out = _filter_spectrograms(inputs, ast, torch.Generator().manual_seed(0), 1.0)
+    offset_db = (out["input_values"] - inputs["input_values"]) * 2 * ast.std / (math.log(10) / 10)
+    assert torch.allclose(offset_db, offset_db[:, :1, :].expand_as(offset_db), atol=1e-3)  # one curve per clip
+    assert 0.5 < offset_db.abs().max() <= 6.0 + 1e-3
+    raw = Wav2Vec2FeatureExtractor()
+    with pytest.raises(ValueError, match="spectrogram"):
+        _filter_spectrograms(dict(raw(waves, sampling_rate=16000, return_tensors="pt")), raw,
+                             torch.Generator().manual_seed(0), 1.0)
+
+
 def test_pitch_shift_plays_clips_faster_or_slower_and_keeps_the_labels():
     waves, s_tg = _raw_batch(_tone_clips(), pitch_shift=2.0)
     assert waves.shape == (64, 48000) and np.isfinite(waves).all()
