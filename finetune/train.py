@@ -261,6 +261,21 @@ def _mask_spectrograms(inputs: dict, gen: torch.Generator) -> dict:
     raise ValueError("--spec_augment needs a spectrogram model (Whisper, AST); this base takes raw waveforms")
 
 
+def _filter_spectrograms(inputs: dict, extractor, gen: torch.Generator, chance: float) -> dict:
+    """`filter_gains` on a feature extractor's output, with its dB converted to the extractor's units: Whisper's
+    log10 power over 4 (1/40 per dB); AST's natural-log fbank, normalised by twice its `std`."""
+    if "input_features" in inputs:
+        return {**inputs, "input_features": filter_gains(inputs["input_features"], gen, units_per_db=1 / 40,
+                                                         chance=chance)}
+    values = inputs.get("input_values")
+    if values is not None and values.dim() == 3:
+        scale = 2 * float(extractor.std) if getattr(extractor, "do_normalize", False) else 1.0
+        units = math.log(10) / 10 / scale
+        filtered = filter_gains(values.transpose(1, 2), gen, units_per_db=units, chance=chance)
+        return {**inputs, "input_values": filtered.transpose(1, 2).contiguous()}
+    raise ValueError("--filter_augment needs a spectrogram model (Whisper, AST); this base takes raw waveforms")
+
+
 @torch.inference_mode()
 def predict_clips(model, extractor, clips: Clips, window: int, hop: int, batch_size: int = 32) -> np.ndarray:
     """Clip scores the way the app computes them: windows over the clip, sigmoid, max over windows."""
@@ -430,21 +445,6 @@ def save_model(model, extractor, out: Path, dtype: str, extra: dict) -> None:
     model.save_pretrained(out, state_dict=state, safe_serialization=True)
     extractor.save_pretrained(out)
     (out / RUN_RECORD).write_text(json.dumps(extra, indent=2) + "\n")
-
-
-def _filter_spectrograms(inputs: dict, extractor, gen: torch.Generator, chance: float) -> dict:
-    """`filter_gains` on a feature extractor's output, with its dB converted to the extractor's units: Whisper's
-    log10 power over 4 (1/40 per dB); AST's natural-log fbank, normalised by twice its `std`."""
-    if "input_features" in inputs:
-        return {**inputs, "input_features": filter_gains(inputs["input_features"], gen, units_per_db=1 / 40,
-                                                         chance=chance)}
-    values = inputs.get("input_values")
-    if values is not None and values.dim() == 3:
-        scale = 2 * float(getattr(extractor, "std", 0.5)) if getattr(extractor, "do_normalize", False) else 1.0
-        units = math.log(10) / 10 / scale
-        filtered = filter_gains(values.transpose(1, 2), gen, units_per_db=units, chance=chance)
-        return {**inputs, "input_values": filtered.transpose(1, 2).contiguous()}
-    raise ValueError("--filter_augment needs a spectrogram model (Whisper, AST); this base takes raw waveforms")
 
 
 def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str] | None = None) -> dict:
