@@ -251,29 +251,28 @@ def family_targets(targets: torch.Tensor) -> torch.Tensor:
     return torch.stack([targets[:, cols].amax(dim=1) for cols in _FAMILY_COLUMNS], dim=1)
 
 
-def _mask_spectrograms(inputs: dict, gen: torch.Generator) -> dict:
-    """`spec_mask` on a feature extractor's output: Whisper's (batch, mels, frames) or AST's (batch, frames, mels)."""
+def _on_spectrograms(inputs: dict, transform, option: str) -> dict:
+    """`transform` a feature extractor's output as (batch, bins, frames): Whisper's `input_features` as they are,
+    AST's `input_values` (batch, frames, bins) transposed and back. Raw-waveform bases are refused."""
     if "input_features" in inputs:
-        return {**inputs, "input_features": spec_mask(inputs["input_features"], gen)}
+        return {**inputs, "input_features": transform(inputs["input_features"])}
     values = inputs.get("input_values")
     if values is not None and values.dim() == 3:
-        return {**inputs, "input_values": spec_mask(values.transpose(1, 2), gen).transpose(1, 2).contiguous()}
-    raise ValueError("--spec_augment needs a spectrogram model (Whisper, AST); this base takes raw waveforms")
+        return {**inputs, "input_values": transform(values.transpose(1, 2)).transpose(1, 2).contiguous()}
+    raise ValueError(f"{option} needs a spectrogram model (Whisper, AST); this base takes raw waveforms")
+
+
+def _mask_spectrograms(inputs: dict, gen: torch.Generator) -> dict:
+    return _on_spectrograms(inputs, lambda x: spec_mask(x, gen), "--spec_augment")
 
 
 def _filter_spectrograms(inputs: dict, extractor, gen: torch.Generator, chance: float) -> dict:
-    """`filter_gains` on a feature extractor's output, with its dB converted to the extractor's units: Whisper's
-    log10 power over 4 (1/40 per dB); AST's natural-log fbank, normalised by twice its `std`."""
-    if "input_features" in inputs:
-        return {**inputs, "input_features": filter_gains(inputs["input_features"], gen, units_per_db=1 / 40,
-                                                         chance=chance)}
-    values = inputs.get("input_values")
-    if values is not None and values.dim() == 3:
-        scale = 2 * float(extractor.std) if getattr(extractor, "do_normalize", False) else 1.0
-        units = math.log(10) / 10 / scale
-        filtered = filter_gains(values.transpose(1, 2), gen, units_per_db=units, chance=chance)
-        return {**inputs, "input_values": filtered.transpose(1, 2).contiguous()}
-    raise ValueError("--filter_augment needs a spectrogram model (Whisper, AST); this base takes raw waveforms")
+    """`filter_gains` with its dB in the extractor's units: Whisper's log10 power over 4 (1/40 per dB); AST's
+    natural-log fbank, normalised by twice its `std`."""
+    std = getattr(extractor, "std", None) if getattr(extractor, "do_normalize", False) else None
+    units = 1 / 40 if "input_features" in inputs else math.log(10) / 10 / (2 * float(std) if std is not None else 1.0)
+    return _on_spectrograms(inputs, lambda x: filter_gains(x, gen, units_per_db=units, chance=chance),
+                            "--filter_augment")
 
 
 @torch.inference_mode()
