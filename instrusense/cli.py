@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from instrusense.analysis import Analysis, analyze_file
 from instrusense.audio import AudioError
+from instrusense.corpus import command as corpus_command
 from instrusense.export import analysis_record, error_record
 from instrusense.logs import configure_logging
 from instrusense.model import ModelUnavailableError, Tagger, tagger_for
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--model", default=None,
                          help="checkpoint directory or Hub id (default: $INSTRUSENSE_MODEL or models/instrusense)")
     analyze.add_argument("--top-k", type=int, default=None, help="instruments shown per file in the table")
+    corpus_command.add_parser(sub)
     return parser
 
 
@@ -104,4 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if args.command == "corpus":
+        return corpus_command.run(args, settings)
     return run_analyze(args, settings, sys.stdout)

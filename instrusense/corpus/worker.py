@@ -1,0 +1,60 @@
+"""One analysing process: a loaded model and the source, turning items into the CLI's JSON records."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from instrusense.audio import AudioError
+from instrusense.export import error_record
+from instrusense.model import ModelUnavailableError, tagger_for
+from instrusense.settings import Settings
+
+from instrusense.corpus.sources import Item, Source, item_file, value_file
+
+log = logging.getLogger(__name__)
+
+
+class Analyser:
+    """The model loaded once (with `threads` torch threads) and the CLI's per-file analysis around it.
+
+    A model that cannot be loaded is a failure of the job, not of each file: every call then raises
+    `ModelUnavailableError` instead of filling the table with error rows that a rerun would skip.
+    """
+
+    def __init__(self, settings: Settings, source: Source | None, threads: int):
+        self.settings = replace(settings, threads=threads)
+        self.source = source
+        self.model_error: ModelUnavailableError | None = None
+        try:
+            self.tagger = tagger_for(self.settings)
+        except ModelUnavailableError as exc:
+            self.tagger, self.model_error = None, exc
+
+    def __call__(self, item: Item) -> dict:
+        return self._analyse(item.file, lambda: item_file(self.source, item))
+
+    def value(self, value: object, name: str) -> dict:
+        """Record for a `datasets` audio value ({bytes, path} or a path)."""
+        return self._analyse(name, lambda: value_file(value, name))
+
+    def _analyse(self, name: str, open_file) -> dict:
+        from instrusense.cli import analyze_one  # the CLI's own per-file analysis: rows equal its JSON
+
+        if self.model_error is not None:
+            raise self.model_error
+        try:
+            with open_file() as path:
+                record, _ = analyze_one(path, self.tagger, None, self.settings)
+        except AudioError as exc:
+            return error_record(name, str(exc))
+        except Exception as exc:  # a broken dataset row must not stop the job
+            log.exception("unexpected failure on %s", name)
+            return error_record(name, f"Internal error while reading the item: {type(exc).__name__}: {exc}")
+        return {**record, "file": name}
+
+
+def quiet_file_notices() -> None:
+    """Per-file notices (silence, NaN samples) go to the table, not to a terminal showing a progress bar."""
+    for name in ("instrusense.cli", "instrusense.audio"):
+        logging.getLogger(name).setLevel(logging.ERROR)
