@@ -124,15 +124,21 @@ def test_parts_merge_into_one_table_whatever_each_part_holds(tmp_path):
     assert rows["new.wav"]["timeline"] == newer["timeline"] and rows["new.wav"]["cello"] == 0.5
 
 
-def test_corpus_rows_equal_the_cli_json_and_a_rerun_redoes_nothing(tiny_whisper, tmp_path, monkeypatch):
-    files = make_corpus(tmp_path / "archive", 20)
-    (tmp_path / "archive" / "box0" / "notes.txt").write_text("not audio, not listed")
+@pytest.fixture(scope="module")
+def archive(tiny_whisper, tmp_path_factory) -> tuple[Path, dict[str, dict]]:
+    """A small archive (two of its files broken) and the CLI's JSON record of each file."""
+    root = tmp_path_factory.mktemp("archive")
+    files = make_corpus(root, 20)
+    (root / "box0" / "notes.txt").write_text("not audio, not listed")
+    return root, cli_records(files, tiny_whisper)
+
+
+def test_corpus_rows_equal_the_cli_json_and_a_rerun_redoes_nothing(archive, tiny_whisper, tmp_path, monkeypatch):
+    root, records = archive
     monkeypatch.setenv("INSTRUSENSE_THRESHOLD", ENV["INSTRUSENSE_THRESHOLD"])
     settings = load_settings(model=tiny_whisper)
     out = tmp_path / "results.parquet"
-    summary = run_corpus(open_source(str(tmp_path / "archive")), out, settings, workers=2, part_rows=3,
-                         progress=False)
-    records = cli_records(files, tiny_whisper)
+    summary = run_corpus(open_source(str(root)), out, settings, workers=2, part_rows=3, progress=False)
     rows = parquet_rows(out)
     assert_rows_equal_records(rows, records)
     assert any(r["segments"] for r in rows) and any(r["error"] for r in rows)
@@ -140,7 +146,7 @@ def test_corpus_rows_equal_the_cli_json_and_a_rerun_redoes_nothing(tiny_whisper,
     assert (summary.listed, summary.analysed, summary.rows) == (20, 20, 20)
     assert sum(summary.failures.values()) == len(failed) == 2
     assert summary.audio_seconds == pytest.approx(sum(r["duration"] for r in records.values() if not r["error"]))
-    again = run_corpus(open_source(str(tmp_path / "archive")), out, settings, workers=2, progress=False)
+    again = run_corpus(open_source(str(root)), out, settings, workers=2, progress=False)
     assert (again.skipped, again.analysed, again.rows) == (20, 0, 20)
     assert parquet_rows(out) == rows
 
@@ -167,22 +173,21 @@ def test_a_model_that_cannot_load_stops_the_job_before_any_row(write_audio, tmp_
                    progress=False)
 
 
-def test_analyze_dataset_and_a_saved_dataset_as_corpus_root(tiny_whisper, write_audio, tmp_path, monkeypatch):
+def test_analyze_dataset_and_a_saved_dataset_as_corpus_root(archive, tiny_whisper, tmp_path, monkeypatch):
     datasets = pytest.importorskip("datasets")
     from instrusense import analyze_dataset
 
-    bad = tmp_path / "bad.wav"
-    bad.write_bytes(b"RIFF not really")
-    files = [str(bad), write_audio("a.wav", seconds=2.0), write_audio("b.flac", seconds=3.0, rate=22050),
-             write_audio("c.wav", seconds=1.5, channels=2)]
+    _, records = archive
+    broken = [f for f, r in records.items() if r["error"] and "Could not decode" in r["error"]][:1]
+    files = broken + [f for f, r in records.items() if not r["error"]][:3]
+    assert len(files) == 4
     ds = datasets.Dataset.from_dict({"audio": files, "id": [0, 1, 2, 3]}).cast_column("audio", datasets.Audio())
     monkeypatch.setenv("INSTRUSENSE_THRESHOLD", ENV["INSTRUSENSE_THRESHOLD"])
-    records = cli_records(files, tiny_whisper)
 
     tagged = analyze_dataset(ds, model=tiny_whisper, batch_size=1)  # the first batch holds only a failure
     assert tagged.column_names[:2] == ["audio", "id"] and isinstance(tagged.features["audio"], datasets.Audio)
     rows = tagged.remove_columns(["audio", "id"]).to_list()
-    assert_rows_equal_records([{**row, "file": f} for row, f in zip(rows, files)], records)
+    assert_rows_equal_records([{**row, "file": f} for row, f in zip(rows, files)], {f: records[f] for f in files})
 
     ds.save_to_disk(str(tmp_path / "saved"))
     out = tmp_path / "ds.parquet"
@@ -193,6 +198,6 @@ def test_analyze_dataset_and_a_saved_dataset_as_corpus_root(tiny_whisper, write_
     for i, f in enumerate(files):
         expected = {**record_row(records[f]), "file": f"data[{i}]"}
         if expected["error"]:  # the message names the file as the dataset stores it
-            assert "Could not decode bad.wav" in by_key[f"data[{i}]"]["error"]
+            assert f"Could not decode {Path(f).name}" in by_key[f"data[{i}]"]["error"]
             expected["error"] = by_key[f"data[{i}]"]["error"]
         assert by_key[f"data[{i}]"] == expected
