@@ -25,6 +25,7 @@ from instrusense.settings import DEFAULT_MODEL
 log = logging.getLogger("benchmarks")
 
 FILE_SECONDS = 5.0
+RUN_TIMEOUT_S = 3 * 3600.0  # a busy shared machine can be ten times slower than a quiet one
 WAYS = ("cli", "pool", "ray")
 
 
@@ -62,10 +63,12 @@ def measure(way: str, folder: Path, files: list[Path], model: str, workers: int,
     before = load_average()
     log.info("%s over %d files (load average %s)", way, len(files), before)
     result = procs.run_measured(_command(way, folder, files, out, model, workers), procs.child_env(workdir),
-                                workdir / f"{way}-stdout.txt")
+                                workdir / f"{way}-stdout.txt", timeout_s=RUN_TIMEOUT_S)
     _check(way, result, out, len(files))
     return {"wall_s": result.wall_s, "files_per_minute": 60.0 * len(files) / result.wall_s,
-            "peak_rss_mb_main_process": result.maxrss_kb / 1024, "load_before": before, "load_after": load_average()}
+            "peak_rss_mb_main_process": result.maxrss_kb / 1024,
+            "load_before": before, "load_after": load_average()}
+
 
 
 def summarise(runs: dict[str, list[dict]]) -> dict:
@@ -86,10 +89,11 @@ def render(results: dict) -> str:
              f"Machine: {m.get('cpu_model')}, {m.get('cpu_affinity')} cores usable"
              f"{'; shared with other jobs' if results['config']['shared'] else ''}.", ""]
     rows = [[way, report.fmt(r["median_wall_s"], 1), report.fmt(r["median_files_per_minute"], 0),
-             report.fmt(r["vs_cli"], 2), ", ".join(str(run["load_before"]) for run in r["runs"])]
+             report.fmt(r["vs_cli"], 2),
+             "; ".join(f"{run['load_before']} → {run['load_after']}" for run in r["runs"])]
             for way, r in results["ways"].items()]
-    lines.append(report.markdown_table(["way", "wall s", "files/min", "× CLI", "load average before (1/5/15 min)"],
-                                       rows))
+    lines.append(report.markdown_table(["way", "wall s", "files/min", "× CLI",
+                                        "load average before → after (1/5/15 min)"], rows))
     return "\n".join(lines) + "\n"
 
 

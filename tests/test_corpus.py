@@ -151,6 +151,7 @@ def test_corpus_rows_equal_the_cli_json_and_a_rerun_redoes_nothing(archive, tiny
     assert parquet_rows(out) == rows
 
 
+@pytest.mark.slow  # three pools of workers, each loading the model
 def test_a_worker_that_dies_costs_its_file_only(tiny_whisper, write_audio):
     files = [write_audio(f"f{i}.wav", seconds=1.0) for i in range(7)] + [write_audio("crash.wav", seconds=1.0)]
     items = [Item(f, f) for f in files]
@@ -201,3 +202,11 @@ def test_analyze_dataset_and_a_saved_dataset_as_corpus_root(archive, tiny_whispe
             assert f"Could not decode {Path(f).name}" in by_key[f"data[{i}]"]["error"]
             expected["error"] = by_key[f"data[{i}]"]["error"]
         assert by_key[f"data[{i}]"] == expected
+
+
+def test_ray_missing_is_a_message_with_the_install_line(monkeypatch):
+    from instrusense.corpus.on_ray import start_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(CorpusError, match=r"pip install 'ray\[data\]=="):
+        start_ray("local", 2)
