@@ -39,6 +39,7 @@ PAGE_CSS = """
 #timeline .main-svg text { fill: var(--body-text-color) !important; }
 #timeline .main-svg .xgrid, #timeline .main-svg .zerolinelayer path { stroke: var(--border-color-primary) !important; }
 #ranking .bar { height: 0.45em; border-radius: 0.25em; background: var(--color-accent); }
+#ranking .below .bar { background: var(--neutral-400); }
 #ranking li { list-style: none; margin: 0 0 0.5em; }
 #ranking ol { padding: 0; margin: 0; }
 #ranking .row { display: flex; justify-content: space-between; gap: 1em; }
@@ -163,9 +164,9 @@ def make_analyze(settings: Settings):
 
 def ranking_html(analysis: Analysis, top_k: int) -> str:
     """The instruments heard, highest first, as a list of bars with their percentages."""
-    items = [f'<li><div class="row"><span>{html.escape(display_name(s.label))}</span><span>{percent(s.confidence)}'
-             f'</span></div><div class="bar" style="width:{100 * s.confidence:.1f}%"></div></li>'
-             for s in analysis.shown(top_k)]
+    items = [f'<li class="{"plays" if s.confidence >= analysis.threshold else "below"}"><div class="row">'
+             f'<span>{html.escape(display_name(s.label))}</span><span>{percent(s.confidence)}</span></div>'
+             f'<div class="bar" style="width:{100 * s.confidence:.1f}%"></div></li>' for s in analysis.shown(top_k)]
     return f"<ol>{''.join(items)}</ol>" if items else "<p>No instrument detected.</p>"
 
 
@@ -210,10 +211,11 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         plot = gr.Plot(show_label=False, elem_id="timeline")
         notes = gr.Markdown(elem_id="timeline-text")
         table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str"] * 4, label="Segments (every one, in time order)",
-                             interactive=False, wrap=True, max_height=420)
+                             interactive=False, wrap=True, max_height=420, elem_id="segments",
+                             column_widths=["34%", "20%", "20%", "26%"])
         with gr.Row():
-            csv_file = gr.DownloadButton("Download segments (CSV)", visible=False, size="sm")
-            audacity_file = gr.DownloadButton("Download Audacity labels", visible=False, size="sm")
+            csv_file = gr.DownloadButton("Download segments (CSV)", visible=False, size="sm", elem_id="download-csv")
+            audacity_file = gr.DownloadButton("Download Audacity labels", visible=False, size="sm", elem_id="download-audacity")
         with gr.Accordion("JSON (same as the CLI and API)", open=False):
             record = gr.JSON()
         outputs = [ranking, plot, table, csv_file, audacity_file, record, notes]

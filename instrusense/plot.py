@@ -16,14 +16,14 @@ from instrusense.analysis import Analysis
 from instrusense.formatting import percent, seconds
 from instrusense.taxonomy import LABEL_INDEX, display_name
 
-LANE = 0.8  # height of a lane's curve; lanes are 1 apart
+LANE = 0.7  # height of a lane's curve; lanes are 1 apart, the name sits above the curve
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 BELOW = "#9ca3af"  # lanes of instruments under the threshold: context, never segments
-_LANE_PX, _FRAME_PX = 52, 96
+_LANE_PX, _FRAME_PX = 62, 64
 
 
 def lane_names(analysis: Analysis, top_k: int) -> list[str]:
-    """Tick text of each lane, top lane first: name and clip confidence, greyed when under the threshold."""
+    """Name of each lane, top lane first: name and clip confidence, greyed when under the threshold."""
     names = [f"{display_name(s.label)} {percent(s.confidence)}" for s in analysis.shown(top_k)]
     return [n if s.confidence >= analysis.threshold else f"<span style='color:{BELOW}'>{n}</span>"
             for n, s in zip(names, analysis.shown(top_k))]
@@ -63,16 +63,18 @@ def label_plot(analysis: Analysis, top_k: int = 5) -> go.Figure:
         fig.add_shape(type="line", x0=0, x1=end, y0=base + LANE * analysis.threshold,
                       y1=base + LANE * analysis.threshold, line={"width": 1, "dash": "dot", "color": BELOW},
                       opacity=0.6)
+    for rank, name in enumerate(names):  # names above the lanes, not beside: the curves keep a phone's width
+        fig.add_annotation(x=0, xref="paper", y=len(shown) - 1 - rank + LANE, yref="y", text=name, showarrow=False,
+                           xanchor="left", yanchor="bottom", font={"size": 13})
     lanes = max(len(shown), 1)
     fig.update_layout(
-        height=_FRAME_PX + _LANE_PX * lanes, margin={"l": 8, "r": 8, "t": 8, "b": 48},
+        height=_FRAME_PX + _LANE_PX * lanes, margin={"l": 8, "r": 8, "t": 4, "b": 48},
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", font={"size": 13},
         hovermode="closest", dragmode=False, showlegend=False,
         xaxis={"title": {"text": "time (s)"}, "range": [0, end], "showgrid": True, "zeroline": False,
                "fixedrange": True},
-        yaxis={"tickvals": [len(shown) - 1 - r + LANE / 2 for r in range(len(shown))], "ticktext": names,
-               "range": [-0.1, lanes], "showgrid": False, "zeroline": False, "fixedrange": True,
-               "automargin": True},
+        yaxis={"showticklabels": False, "range": [-0.05, lanes], "showgrid": False, "zeroline": False,
+               "fixedrange": True},
     )
     if not shown:
         fig.add_annotation(x=end / 2, y=0.5, text="No instrument detected", showarrow=False)

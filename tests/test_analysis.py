@@ -90,5 +90,5 @@ def test_csv_and_audacity_exports():
 def test_label_plot_has_one_lane_per_instrument_shown(tiny_whisper, write_audio):
     result = analyze_file(write_audio("a.wav", seconds=7.0), load_tagger(tiny_whisper), LOW)
     fig = label_plot(result, top_k=4)
-    assert len(fig.layout.yaxis.ticktext) == len(result.shown(4)) >= 4
+    assert len(fig.layout.annotations) == len(result.shown(4)) >= 4
     assert fig.layout.xaxis.title.text == "time (s)" and tuple(fig.layout.xaxis.range) == (0.0, 7.0)

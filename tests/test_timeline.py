@@ -105,7 +105,8 @@ def test_only_instruments_that_pass_the_threshold_get_segments_and_all_of_them_a
     shown = [s.label for s in result.shown(5)]
     assert len(shown) == 7 and {s.label for s in result.segments} == set(shown)
     fig = label_plot(result, top_k=5)
-    assert len(fig.layout.yaxis.ticktext) == 7 and fig.layout.yaxis.ticktext[0].startswith("Harp 90.0 %")
+    names = [a.text for a in fig.layout.annotations]
+    assert len(names) == 7 and names[0] == "Harp 90.0 %"
     assert fig.layout.paper_bgcolor == "rgba(0,0,0,0)"  # the page's theme shows through
 
 
@@ -113,7 +114,7 @@ def test_quiet_result_plot_and_words():
     result = analyze_with(np.full((5, len(LABELS)), 0.05, np.float32))
     assert result.segments == [] and "No instrument detected" in " ".join(result.notices)
     assert "under the threshold throughout" in describe(result, 5)
-    ticks = label_plot(result, 5).layout.yaxis.ticktext  # context lanes, greyed: under the threshold
+    ticks = [a.text for a in label_plot(result, 5).layout.annotations]  # context lanes, greyed: under the threshold
     assert len(ticks) == 5 and all(t.startswith("<span") and "5.0 %" in t for t in ticks)
 
 
