@@ -107,6 +107,12 @@ def test_verdicts_judge_each_target_and_leave_unmeasured_ones_open():
     assert met["180 s recording end to end (s)"] == (2.5, True)
     assert met["180 s recording end to end, stretch (s)"] == (2.5, False)
     assert met["600 s recording end to end (s)"] == (None, None)
+    assert met["timeline hop at 600 s (s)"] == (None, None)
+    results["end_to_end"].append({"seconds": 600, "format": "wav", "runs": [],
+                                  "median": {"total_s": 5.0, "windows": 399, "audio_s": 600.0}})
+    met = {v["target"]: (v["measured"], v["met"]) for v in report.verdicts(results)}
+    assert met["timeline hop at 600 s (s)"] == (1.5, True)
+    assert met["600 s recording end to end, full-resolution timeline (s)"] == (5.0, True)
     assert met["less time per audio second than AST-base (×)"] == (15.0, True)
     assert met["peak memory analysing 600 s (MB)"] == (1000.0, True)
     assert met["cold start to first result, app (s)"] == (9.0, False)
