@@ -87,6 +87,7 @@ def interleaved(contenders: dict[str, Callable[[], object]], runs: int) -> dict[
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict:
+    load_start = load_average()
     settings = load_settings(model=args.model)
     tagger = tagger_for(settings)
     threads = torch.get_num_threads()
@@ -124,7 +125,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         diff = (float(np.abs(activate(outputs[name](), tagger.multi_label) - reference).max())
                 if name in outputs else None)
         rows.append({"contender": name, "median_s": med, "vs_app": med / medians[app_key], "max_diff_vs_float32": diff})
-    return {"machine": {**machine_record(), "torch_threads": threads, "load_average_end": load_average()},
+    return {"machine": {**machine_record(), "torch_threads": threads, "load_average_start": load_start,
+                        "load_average_end": load_average()},
             "config": {"seconds": args.seconds, "windows": int(len(windows)), "hop_s": settings.hop_seconds,
                        "runs": args.runs, "model": args.model}, "rows": rows, "runs": times}
 
@@ -133,7 +135,7 @@ def render(results: dict) -> str:
     cfg, m = results["config"], results["machine"]
     head = (f"{cfg['seconds']:g} s recording, {cfg['windows']} windows (hop {cfg['hop_s']:g} s), median of "
             f"{cfg['runs']} interleaved runs; {m.get('cpu_model')}, torch threads {m['torch_threads']}, "
-            f"load average at the end {m.get('load_average_end')}")
+            f"load average at the start {m.get('load_average_start')}, at the end {m.get('load_average_end')}")
     rows = [[r["contender"], r["median_s"], r["vs_app"], r["max_diff_vs_float32"]] for r in results["rows"]]
     return head + "\n\n" + report.markdown_table(
         ["contender", "median s", "× the app's path", "largest confidence difference vs float32"], rows)

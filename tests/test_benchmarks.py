@@ -148,3 +148,18 @@ def test_the_int8_model_counts_the_same_parameters_and_says_it_is_quantised():
     quantised = quantize_int8(model)
     assert parameter_count(quantised) == parameter_count(model)  # packed int8 weights are no `parameters()`
     assert describe_precision(quantised) == "float32, 2 linear layers in dynamic int8"
+
+
+def test_levers_interleave_every_contender_and_render_a_table():
+    from benchmarks import levers
+
+    order = []
+    times = levers.interleaved({name: (lambda n=name: order.append(n)) for name in "abc"}, runs=3)
+    assert all(len(ts) == 3 for ts in times.values())
+    assert order[3:] == list("abc") + list("bca") + list("cab")  # after one warm-up each, the order rotates
+    results = {"config": {"seconds": 60.0, "windows": 39, "hop_s": 1.5, "runs": 3},
+               "machine": {"cpu_model": "Test CPU", "torch_threads": 2, "load_average_start": [1.0],
+                           "load_average_end": [1.0]},
+               "rows": [{"contender": "torch int8, batch 16", "median_s": 0.5, "vs_app": 1.0, "max_diff_vs_float32": 0.1}]}
+    text = levers.render(results)
+    assert "39 windows (hop 1.5 s)" in text and "| torch int8, batch 16 |" in text
