@@ -243,7 +243,8 @@ def _tidy(demo: gr.Blocks, settings: Settings) -> None:
     keep = {Path(p).resolve().parent for b in demo.blocks.values() for p in getattr(b, "keep_in_cache", ())}
     bounds = dict(max_age_seconds=settings.upload_max_age_seconds,
                   max_total_bytes=int(settings.upload_max_total_mb * 1e6))
-    prune(Path(get_upload_folder()), partial_prefix="tmp", keep=keep, **bounds)
+    prune(Path(get_upload_folder()), partial_prefix="tmp", partial_idle_seconds=settings.cleanup_interval_seconds,
+          keep=keep, **bounds)
     prune(EXPORT_DIR, **bounds)
 
 
