@@ -1,13 +1,17 @@
 """Decoding and cleaning: every odd input is read correctly or refused with a clear AudioError."""
 
 import math
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+import torchaudio.functional as AF
 
 from conftest import tone
-from instrusense.audio import AudioError, clean, load_audio, resample, rms_dbfs, to_mono
+from instrusense.audio import AudioError, BlockResampler, clean, load_audio, resample, rms_dbfs, to_mono
 
 LOAD = dict(max_seconds=600.0, min_seconds=0.5)
 
@@ -108,3 +112,40 @@ def test_truncated_body_still_reads_what_is_there(write_audio, tmp_path):
         assert "decode" in str(exc)
     else:
         assert 0.5 <= rec.duration <= 2.0
+
+
+FFMPEG_FORMATS = {  # extension: encoder arguments; each as a phone, browser or editor writes it
+    "m4a": ["-c:a", "aac"], "aac": ["-c:a", "aac"], "webm": ["-c:a", "libopus"], "mp3": ["-c:a", "libmp3lame"],
+    "ogg": ["-c:a", "libvorbis"], "flac": ["-c:a", "flac"], "wav": ["-c:a", "pcm_s16le"], "aiff": ["-c:a", "pcm_s16be"],
+}
+
+
+@pytest.mark.parametrize("ext", sorted(FFMPEG_FORMATS))
+def test_every_listed_format_made_by_ffmpeg_decodes(tmp_path, ext):
+    path = tmp_path / f"memo.{ext}"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=3:sample_rate=44100",
+                    "-ac", "2", *FFMPEG_FORMATS[ext], str(path)], check=True)
+    rec = load_audio(path, 16000, **LOAD)
+    assert rec.duration == pytest.approx(3.0, abs=0.1) and rec.source_duration == pytest.approx(3.0, abs=0.1)
+    spectrum = np.abs(np.fft.rfft(rec.samples))
+    assert abs(np.argmax(spectrum) * 16000 / len(rec.samples) - 440) < 5
+    cut = load_audio(path, 16000, max_seconds=1.0, min_seconds=0.5)  # WebM's header has no duration: counted
+    assert cut.duration == pytest.approx(1.0, abs=0.01) and cut.truncated
+    assert cut.source_duration == pytest.approx(3.0, abs=0.1)
+
+
+@pytest.mark.parametrize("orig", [8000, 22050, 44100, 48000, 25_338, 384_000])
+def test_block_resampling_equals_resampling_at_once(orig):
+    x = np.random.default_rng(orig).uniform(-1, 1, 3 * orig + 17).astype(np.float32)
+    resampler = BlockResampler(orig, 16000)
+    blocks = np.concatenate([*(resampler.push(x[i:i + 7777]) for i in range(0, len(x), 7777)), resampler.flush()])
+    whole = AF.resample(torch.from_numpy(x), resampler.rate, 16000).numpy()
+    assert len(blocks) == len(whole)
+    np.testing.assert_allclose(blocks, whole, atol=1e-5)
+
+
+def test_a_program_named_mp3_is_not_audio(tmp_path):
+    path = tmp_path / "ls.mp3"
+    path.write_bytes(Path("/bin/ls").read_bytes())  # libmpg123 finds a few "frames" in it
+    with pytest.raises(AudioError, match="Could not decode ls.mp3"):
+        load_audio(path, 16000, **LOAD)

@@ -91,3 +91,15 @@ def test_missing_model_fails_every_file_with_instructions(write_audio, tmp_path)
 def test_table_of_a_failed_file_gives_the_reason_and_no_made_up_duration():
     text = format_table(error_record("kick.wav", "The recording is too short (0.27 s)"), None, top_k=5)
     assert text.splitlines() == ["kick.wav", "  error: The recording is too short (0.27 s)"]
+
+
+def test_decoder_libraries_messages_stay_off_the_terminal(tiny_whisper, write_audio, tmp_path):
+    program = tmp_path / "ls.mp3"
+    program.write_bytes(Path("/bin/ls").read_bytes())  # libmpg123 complains in C about its "frames"
+    good = write_audio("good.wav")
+    proc = run_cli("--json", "--model", tiny_whisper, str(program), good)
+    records = json.loads(proc.stdout)
+    assert "Could not decode ls.mp3" in records[0]["error"] and records[1]["error"] is None
+    assert "libmpg123" not in proc.stderr and "libmpg123" not in proc.stdout
+    debug = run_cli("--json", "--model", tiny_whisper, str(program), INSTRUSENSE_LOG_LEVEL="DEBUG")
+    assert "DEBUG instrusense.native_output: decoder: [src/libmpg123" in debug.stderr  # kept in the log

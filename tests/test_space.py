@@ -11,6 +11,8 @@ import json
 import logging
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -141,6 +143,7 @@ def _wait(condition, seconds: float = 30.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.slow
 def test_submit_cancel_cycles_never_run_two_analyses_at_once(url, extractor, long_clip):
     value, fn_index = _upload(url, long_clip), _fn_index(url)
     full = 79  # batches of a 120 s recording at a 1.5 s hop
@@ -159,6 +162,7 @@ def test_submit_cancel_cycles_never_run_two_analyses_at_once(url, extractor, lon
     assert extractor.calls < full  # four cancelled analyses together ran less than one whole analysis
 
 
+@pytest.mark.slow
 def test_abandoned_event_streams_stop_their_analysis(url, extractor, long_clip):
     value = _upload(url, long_clip)
     for k in range(3):
@@ -173,6 +177,7 @@ def test_abandoned_event_streams_stop_their_analysis(url, extractor, long_clip):
     assert extractor.calls < 79
 
 
+@pytest.mark.slow
 def test_a_flood_beyond_the_clients_share_is_refused_while_others_are_served(url, extractor, long_clip,
                                                                             short_clip, caplog):
     caplog.set_level(logging.INFO, logger="instrusense.app")
@@ -194,6 +199,7 @@ def test_a_flood_beyond_the_clients_share_is_refused_while_others_are_served(url
     assert record["error"] is None and record["duration"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_a_full_queue_refuses_new_clients_with_the_reason(url, extractor, long_clip):
     value = _upload(url, long_clip)
     responses = [_call(url, value, forwarded_for=f"198.51.100.{k}") for k in range(8)]
@@ -243,3 +249,69 @@ def test_a_partial_upload_leaves_no_file_behind(url, uploads):
         sock.sendall(b"\0" * (256 << 10))  # a quarter of a megabyte of ten, then the client vanishes
         _wait(lambda: any(p.name.startswith("tmp") and p.stat().st_size > 0 for p in uploads.iterdir()), 10)
     _wait(lambda: not any(p.name.startswith("tmp") for p in uploads.iterdir()), 15)  # the scheduled clean-up
+
+
+RSS_BOUND_MB = 400  # per request above idle, stated in the README
+
+
+def _status_mb(key: str) -> float:
+    return int(re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1)) / 1024
+
+
+@pytest.fixture(scope="module")
+def huge_rate_flac(tmp_path_factory):
+    """0.1 MB of FLAC that decodes to 11 minutes at 384 kHz: 1 GB as float32 if decoded at once."""
+    path = tmp_path_factory.mktemp("huge") / "silence-384k.flac"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=384000:cl=mono",
+                    "-t", "660", "-c:a", "flac", "-sample_fmt", "s16", str(path)], check=True)
+    return path
+
+
+@pytest.mark.slow
+def test_a_tiny_file_claiming_gigabytes_stays_within_the_per_request_bound(tiny_whisper, huge_rate_flac, short_clip):
+    script = f"""
+import json, re, sys
+from pathlib import Path
+from instrusense.analysis import analyze_file
+from instrusense.model import tagger_for
+from instrusense.settings import load_settings
+
+def mb(key):
+    return int(re.search(rf"^{{key}}:\\s+(\\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1)) / 1024
+
+settings = load_settings({{}}, model={tiny_whisper!r})
+tagger = tagger_for(settings)
+analyze_file({str(short_clip)!r}, tagger, settings)  # warm: the model and the resampler have run once
+Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from here
+idle = mb("VmRSS")
+analysis = analyze_file({str(huge_rate_flac)!r}, tagger, settings)
+print(json.dumps({{"idle": idle, "peak": mb("VmHWM"), "analysed": analysis.analysed_seconds}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"\nHUGE-RATE FLAC: idle {result['idle']:.0f} MB, peak {result['peak']:.0f} MB "
+          f"(+{result['peak'] - result['idle']:.0f} MB; bound +{RSS_BOUND_MB} MB)")
+    assert result["analysed"] == pytest.approx(600.0)
+    assert result["peak"] - result["idle"] < RSS_BOUND_MB
+
+
+@pytest.mark.slow
+def test_cancel_cycles_with_a_huge_rate_file_keep_the_server_within_its_bound(url, huge_rate_flac, caplog):
+    caplog.set_level(logging.INFO, logger="instrusense.app")
+    value, fn_index = _upload(url, huge_rate_flac), _fn_index(url)
+    Path("/proc/self/clear_refs").write_text("5")  # the server runs in this process
+    idle = _status_mb("VmRSS")
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for _ in range(3):
+            session = uuid.uuid4().hex
+            event_id = http.post("/gradio_api/queue/join", json={"data": [value], "fn_index": fn_index,
+                                                                 "session_hash": session, "event_data": None}
+                                 ).json()["event_id"]
+            time.sleep(0.5)
+            http.post("/gradio_api/cancel", json={"session_hash": session, "fn_index": fn_index, "event_id": event_id})
+    done = lambda: sum(huge_rate_flac.name in r.getMessage() for r in caplog.records) >= 3  # noqa: E731
+    _wait(done, 120)
+    peak = _status_mb("VmHWM")
+    print(f"\nCANCEL CYCLES (384 kHz FLAC x 3): RSS idle {idle:.0f} MB, peak {peak:.0f} MB (+{peak - idle:.0f} MB)")
+    assert peak - idle < RSS_BOUND_MB
