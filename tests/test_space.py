@@ -315,3 +315,24 @@ def test_cancel_cycles_with_a_huge_rate_file_keep_the_server_within_its_bound(ur
     peak = _status_mb("VmHWM")
     print(f"\nCANCEL CYCLES (384 kHz FLAC x 3): RSS idle {idle:.0f} MB, peak {peak:.0f} MB (+{peak - idle:.0f} MB)")
     assert peak - idle < RSS_BOUND_MB
+
+
+def test_the_browser_keeps_the_reason_beside_the_input(url, tmp_path):
+    """What the page does after a refusal: it runs the failure listener, which shows why, until a success."""
+    config = httpx.get(f"{url}/config", timeout=10).json()
+    refusal = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "refusal")
+    on_failure = next(d["id"] for d in config["dependencies"]
+                      if d.get("trigger_only_on_failure") and refusal in d["outputs"])
+    bad = tmp_path / "notes.wav"
+    bad.write_bytes(b"these are my notes, not audio\n" * 40)
+    session = uuid.uuid4().hex
+    with httpx.Client(base_url=url, timeout=30) as http:
+        http.post("/gradio_api/queue/join", json={"data": [_upload(url, bad)], "fn_index": _fn_index(url),
+                                                  "session_hash": session, "event_data": None})
+        stream = http.get("/gradio_api/queue/data", params={"session_hash": session}).text
+        assert '"msg":"process_completed"' in stream.replace(" ", "") and "Could not decode" in stream
+        shown = http.post("/gradio_api/run/predict", json={"fn_index": on_failure, "data": [],
+                                                          "session_hash": session}).json()
+    assert shown["data"] == ["**Not analysed:** Could not decode notes.wav as audio: the file is not a recording "
+                             "in a readable format, or it is corrupt. Readable formats: WAV, FLAC, OGG/Vorbis, Opus, "
+                             "MP3, AIFF, and M4A/AAC/WebM where FFmpeg is installed."]
