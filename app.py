@@ -238,14 +238,27 @@ def _bound_queue(demo: gr.Blocks, settings: Settings) -> None:
     queue.push = bounded_push  # type: ignore[method-assign]
 
 
-def _tidy(demo: gr.Blocks, settings: Settings) -> None:
+def _tidy(demo: gr.Blocks, settings: Settings, uploads: Path) -> None:
     """Bound the upload and export folders: old, oversized and cut-off uploads go (examples stay)."""
     keep = {Path(p).resolve().parent for b in demo.blocks.values() for p in getattr(b, "keep_in_cache", ())}
     bounds = dict(max_age_seconds=settings.upload_max_age_seconds,
                   max_total_bytes=int(settings.upload_max_total_mb * 1e6))
-    prune(Path(get_upload_folder()), partial_prefix="tmp", partial_idle_seconds=settings.cleanup_interval_seconds,
-          keep=keep, **bounds)
+    prune(uploads, partial_prefix="tmp", partial_idle_seconds=settings.cleanup_interval_seconds, keep=keep, **bounds)
     prune(EXPORT_DIR, **bounds)
+
+
+def _keep_tidy(demo: gr.Blocks, settings: Settings) -> None:
+    """Run `_tidy` now and every CLEANUP_INTERVAL_SECONDS until the app is closed."""
+    uploads = Path(get_upload_folder())
+    _tidy(demo, settings, uploads)
+
+    def job() -> None:
+        if demo._queue.stopped:
+            stop.set()
+        else:
+            _tidy(demo, settings, uploads)
+
+    stop = every(settings.cleanup_interval_seconds, job, "instrusense-cleanup")
 
 
 def build_app(settings: Settings | None = None) -> gr.Blocks:
@@ -292,8 +305,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
     _bound_queue(demo, settings)
     _refusals_as_messages(demo)
-    _tidy(demo, settings)
-    every(settings.cleanup_interval_seconds, lambda: _tidy(demo, settings), "instrusense-cleanup")
+    _keep_tidy(demo, settings)
     return demo
 
 

@@ -38,7 +38,7 @@ class Slots:
         while not self._free.acquire(timeout=0.05):
             check_stop(should_stop)
             if time.monotonic() > deadline:
-                raise Busy(f"{self.limit} analyses are running and none finished within {wait_seconds:g} s")
+                raise Busy(f"all {self.limit} analysis slots stayed busy for {wait_seconds:g} s")
         try:
             with self._lock:
                 self.running += 1
