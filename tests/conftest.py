@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -48,3 +49,10 @@ def write_audio(tmp_path):
         return str(path)
 
     return _write
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on, for an app launched by a test."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -11,7 +11,6 @@ import gc
 import json
 import logging
 import re
-import socket
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -25,7 +24,7 @@ import torch
 from gradio_client import Client, handle_file
 from gradio_client.utils import Status
 
-from conftest import tone
+from conftest import free_port, tone
 from instrusense.analysis import analyze_file
 from instrusense.model import ModelUnavailableError, load_tagger, tagger_for
 from instrusense.settings import load_settings
@@ -36,12 +35,6 @@ MAX_UPLOAD = 1 << 20  # 1 MB in this test server, so that an oversize upload is 
 CLIENTS, REQUESTS_PER_CLIENT = 16, 10
 SOAK_REQUESTS, SOAK_WARMUP = 300, 20
 SOAK_RSS_BOUND_MB = 64.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mb() -> float:
@@ -62,7 +55,7 @@ def url(settings):
     import app
 
     demo = app.build_app(settings)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size=MAX_UPLOAD)
     try:

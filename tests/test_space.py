@@ -22,7 +22,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import tone
+from conftest import free_port, tone
 from instrusense.model import tagger_for
 from instrusense.settings import load_settings
 
@@ -52,12 +52,6 @@ class _CountingExtractor:
         return getattr(self.inner, name)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def uploads(tmp_path_factory):
     """Gradio's upload folder for this server alone, so that clean-up tests see only their own files."""
@@ -79,7 +73,7 @@ def url(settings, uploads):
     import app
 
     demo = app.build_app(settings)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size=20 << 20)
     try:
