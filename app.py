@@ -28,7 +28,7 @@ from instrusense.audio import AudioError
 from instrusense.export import analysis_record, audacity_labels, segments_csv
 from instrusense.housekeeping import every, prune
 from instrusense.logs import configure_logging, fields
-from instrusense.model import ModelUnavailableError, Stopped, Tagger, check_stop, tagger_for
+from instrusense.model import ModelUnavailableError, Stopped, Tagger, tagger_for
 from instrusense.plot import label_plot
 from instrusense.settings import REPO_ROOT, Settings, load_settings
 from instrusense.taxonomy import display_name
@@ -109,7 +109,7 @@ def make_analyze(settings: Settings, uploads: str | Path | None = None):
     root = Path(uploads or get_upload_folder()).resolve()
     limit = settings.request_timeout_seconds
 
-    def run(audio_path: str | None, should_stop) -> Analysis:
+    def run(audio_path: str | None, should_stop: threading.Event | None) -> Analysis:
         """The analysis, or a `gr.Error` whose message is fit for the user."""
         if tagger is None:
             raise _failure(f"No model loaded. {model_error}", "no_model")
@@ -120,8 +120,8 @@ def make_analyze(settings: Settings, uploads: str | Path | None = None):
         try:
             with slots.hold(limit, should_stop):  # time waiting for a slot does not count
                 deadline = time.monotonic() + limit
-                return analyze_file(audio_path, tagger, settings,
-                                    lambda: check_stop(should_stop) or time.monotonic() > deadline)
+                told = should_stop.is_set if should_stop is not None else lambda: False
+                return analyze_file(audio_path, tagger, settings, lambda: told() or time.monotonic() > deadline)
         except AudioError as exc:
             raise _failure(str(exc), "rejected") from None
         except Busy as exc:
@@ -160,7 +160,6 @@ def make_analyze(settings: Settings, uploads: str | Path | None = None):
                                       seconds=time.perf_counter() - started, notices=len(analysis.notices)))
         return ranking, plot, table, csv_file, audacity_file, record, notes
 
-    handle.slots = slots  # type: ignore[attr-defined]
     return handle, model_error
 
 

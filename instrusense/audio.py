@@ -56,22 +56,6 @@ def to_mono(frames: np.ndarray) -> np.ndarray:
     return frames if frames.ndim == 1 else frames.mean(axis=1, dtype=np.float32)
 
 
-def clean(samples: np.ndarray) -> tuple[np.ndarray, int]:
-    """Replace NaN/Inf by silence and bring over-range float audio back into [-1, 1].
-
-    Returns the cleaned copy and how many samples were not finite.
-    """
-    samples = np.asarray(samples, dtype=np.float32)
-    bad = ~np.isfinite(samples)
-    n_bad = int(bad.sum())
-    if n_bad:
-        samples = np.where(bad, np.float32(0.0), samples)
-    peak = max(float(samples.max()), -float(samples.min())) if samples.size else 0.0  # no |x| copy
-    if peak > 1.0:
-        samples = samples / np.float32(peak)
-    return samples, n_bad
-
-
 def resample(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
     """Band-limited resampling (torchaudio's windowed sinc) to ``round(len * new / orig)`` samples."""
     if orig_rate == new_rate or samples.size == 0:
@@ -160,6 +144,8 @@ class _Source:
     seconds: float | None
     blocks: Iterator[np.ndarray]
     format: str = ""
+    cut: bool = False
+    """Set once the blocks stopped at `max_seconds` with more audio to come."""
 
 
 @contextmanager
@@ -180,8 +166,10 @@ def _open_soundfile(path: Path, max_seconds: float) -> Iterator[_Source]:
                     return
                 left -= len(got)
                 yield to_mono(got)
+            source.cut = limit < total
 
-        yield _Source(rate, total / rate, blocks(), str(f.format))
+        source = _Source(rate, total / rate, blocks(), str(f.format))
+        yield source
 
 
 @contextmanager
@@ -210,10 +198,15 @@ def _open_ffmpeg(path: Path, max_seconds: float) -> Iterator[_Source]:
             if n == 0:
                 return
             if start < max_seconds:
-                yield clip.data[:, :math.ceil((max_seconds - start) * rate)].mean(dim=0).numpy()
+                keep = math.ceil((max_seconds - start) * rate)
+                source.cut = source.cut or n > keep
+                yield clip.data[:, :keep].mean(dim=0).numpy()
+            else:
+                source.cut = True
             if counting:
                 source.seconds = start + n / rate
             start += step
+        source.cut = source.cut or (source.seconds or 0.0) > max_seconds  # stopped at a block's edge
 
     source.blocks = blocks()
     yield source
@@ -261,13 +254,12 @@ def _read(opener, path: Path, sample_rate: int, max_seconds: float) -> Recording
     if n_in == 0:
         raise AudioError("The recording is empty (it holds no audio samples).")
     read_seconds = n_in / source.rate
-    truncated = n_in >= math.ceil(max_seconds * source.rate)
-    if source.format == "MP3" and not truncated and _not_mostly_mp3(path, read_seconds):
+    if source.format == "MP3" and not source.cut and _not_mostly_mp3(path, read_seconds):
         raise _undecodable(path)
     samples = _fit(np.concatenate(parts), round(n_in * sample_rate / source.rate))
     if peak > 1.0:  # over-range float audio; scaling commutes with resampling
         samples /= np.float32(peak)
-    full = max(source.seconds or 0.0, read_seconds) if truncated else read_seconds
+    full = max(source.seconds or 0.0, read_seconds) if source.cut else read_seconds
     return Recording(samples=samples, sample_rate=sample_rate, source_duration=full, nonfinite_samples=n_bad)
 
 

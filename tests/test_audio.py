@@ -11,7 +11,7 @@ import torch
 import torchaudio.functional as AF
 
 from conftest import tone
-from instrusense.audio import AudioError, BlockResampler, clean, load_audio, resample, rms_dbfs, to_mono
+from instrusense.audio import AudioError, BlockResampler, load_audio, resample, rms_dbfs, to_mono
 
 LOAD = dict(max_seconds=600.0, min_seconds=0.5)
 
@@ -62,9 +62,12 @@ def test_nan_and_inf_become_silence_and_are_counted(write_audio):
     assert rec.nonfinite_samples == 101
 
 
-def test_clean_rescales_over_range_float_audio():
-    out, bad = clean(np.array([0.0, 4.0, -2.0], np.float32))
-    assert out.tolist() == [0.0, 1.0, -0.5] and bad == 0
+def test_over_range_float_audio_is_scaled_back_into_range(write_audio):
+    loud = tone(2.0, 16000) * 8.0  # peaks near 4
+    rec = load_audio(write_audio("loud.wav", data=loud, subtype="FLOAT"), 16000, **LOAD)
+    quiet = load_audio(write_audio("quiet.wav", data=loud / np.abs(loud).max(), subtype="FLOAT"), 16000, **LOAD)
+    np.testing.assert_allclose(rec.samples, quiet.samples, atol=1e-6)  # the same shape, scaled by the peak
+    assert rec.nonfinite_samples == 0
 
 
 def test_too_long_recordings_are_cut_to_the_limit(write_audio):
