@@ -59,7 +59,7 @@ class Settings:
     """Analyses the app runs at once (one shared model); further requests wait in the queue."""
     queue_max_size: int = 16
     """Requests the app holds queued or running; beyond this a new one is refused as busy."""
-    queue_per_client: int = 2
+    queue_per_client: int = 4
     """Requests one client (address) may have queued or running at once; more are refused as busy."""
     upload_max_age_seconds: float = 1800.0
     """Uploads and download exports older than this are removed (analysed or not)."""
