@@ -21,6 +21,7 @@ import gradio as gr
 from gradio.context import LocalContext
 from gradio.utils import get_upload_folder
 from gradio_client.utils import is_http_url_like
+from starlette.requests import ClientDisconnect
 
 from instrusense.admission import Busy, Slots, client_key, queue_refusal
 from instrusense.analysis import Analysis, analyze_file
@@ -237,6 +238,15 @@ def _bound_queue(demo: gr.Blocks, settings: Settings) -> None:
     queue.push = bounded_push  # type: ignore[method-assign]
 
 
+def _upload_cut_off(record: logging.LogRecord) -> bool:
+    """A client that vanishes mid-upload is expected on a public server: one line, not a traceback.
+    (Its partial file is removed by `_tidy`.)"""
+    if record.exc_info and isinstance(record.exc_info[1], ClientDisconnect):
+        record.msg, record.args, record.exc_info, record.exc_text = "an upload was cut off by its client", (), None, None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
+
+
 def _tidy(demo: gr.Blocks, settings: Settings, uploads: Path) -> None:
     """Bound the upload and export folders: old, oversized and cut-off uploads go (examples stay)."""
     keep = {Path(p).resolve().parent for b in demo.blocks.values() for p in getattr(b, "keep_in_cache", ())}
@@ -305,6 +315,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
     _bound_queue(demo, settings)
     _refusals_as_messages(demo)
     _keep_tidy(demo, settings)
+    logging.getLogger("uvicorn.error").addFilter(_upload_cut_off)  # the same function each time: added once
     return demo
 
 

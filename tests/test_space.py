@@ -232,7 +232,7 @@ def test_refusals_reach_api_clients_with_the_apps_message_and_no_traceback(url, 
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_a_partial_upload_leaves_no_file_behind(url, uploads):
+def test_a_partial_upload_leaves_no_file_behind(url, uploads, caplog):
     port = int(url.rsplit(":", 1)[1])
     boundary = "b" * 16
     head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"cut.wav\"\r\n"
@@ -243,6 +243,8 @@ def test_a_partial_upload_leaves_no_file_behind(url, uploads):
         sock.sendall(b"\0" * (256 << 10))  # a quarter of a megabyte of ten, then the client vanishes
         _wait(lambda: any(p.name.startswith("tmp") and p.stat().st_size > 0 for p in uploads.iterdir()), 10)
     _wait(lambda: not any(p.name.startswith("tmp") for p in uploads.iterdir()), 15)  # the scheduled clean-up
+    assert any(r.getMessage() == "an upload was cut off by its client" for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no traceback for an expected event
 
 
 RSS_BOUND_MB = 400  # per request above idle, stated in the README
