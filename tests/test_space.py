@@ -26,7 +26,7 @@ from conftest import free_port, tone
 from instrusense.model import tagger_for
 from instrusense.settings import load_settings
 
-PAUSE_S = 0.05  # per batch of one window: a 120 s recording is 79 batches, about 4 s
+PAUSE_S = 0.1  # per batch of one window: a 120 s recording is 79 batches, about 8 s
 
 
 class _CountingExtractor:
