@@ -5,11 +5,11 @@ theme, fetch both downloads, and save a screenshot of each to docs/ (`docs/scree
 is the 1280 px light one). Skipped where Chromium or Playwright is missing (see the `browser` fixture).
 """
 
-import socket
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from conftest import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -19,19 +19,13 @@ DOCS = REPO / "docs"
 LOOKS = [(1280, "light", "upload"), (1280, "dark", "upload"), (390, "light", "upload"), (390, "dark", "example")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def page_url():
     import app
     from instrusense.settings import load_settings
 
     demo = app.build_app(load_settings({}))
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=app.PAGE_CSS)
     try:
         yield f"http://127.0.0.1:{port}/"

@@ -28,7 +28,7 @@ class ScriptedTagger:
     def __init__(self, plays: dict[str, tuple[float, float, float]], hop: float = 1.5):
         self.plays, self.hop, self.calls = plays, hop, 0
 
-    def predict(self, windows: np.ndarray, batch_size: int) -> np.ndarray:
+    def predict(self, windows: np.ndarray, batch_size: int, should_stop=None) -> np.ndarray:
         out = np.full((len(windows), len(LABELS)), 0.05, np.float32)
         # Window k of the loud ones: the test's recordings are loud throughout, so k is the window index.
         for k in range(len(windows)):
@@ -86,7 +86,7 @@ def analyze_with(probs: np.ndarray) -> Analysis:
     class Fixed:
         sampling_rate, native_window_seconds = RATE, 3.0
 
-        def predict(self, windows, batch_size):
+        def predict(self, windows, batch_size, should_stop=None):
             return probs[:len(windows)]
 
     n = len(probs)
