@@ -1,8 +1,8 @@
 """The page in a real browser (headless Chromium, 1280 and 390 px, light and dark), with the shipped model.
 
 Upload or click an example, analyse, read the ranking and the segment table, check the plot's text size and
-theme, fetch both downloads, and save a screenshot of each to docs/ (`docs/screenshot.png`, the README's,
-is the 1280 px light one). Skipped where Chromium or Playwright is missing (see the `browser` fixture).
+theme, fetch both downloads, and save a screenshot of each to docs/ (the README shows
+`docs/screenshot-1280-light.png`). Skipped where Chromium or Playwright is missing (see the `browser` fixture).
 """
 
 from pathlib import Path
@@ -85,7 +85,5 @@ def test_page_analyses_and_reads_well(browser, page_url, width, scheme, how):
             assert text.count("\n") >= len(rows)
 
         page.screenshot(path=str(DOCS / f"screenshot-{width}-{scheme}.png"), full_page=True)
-        if (width, scheme) == (1280, "light"):
-            page.screenshot(path=str(DOCS / "screenshot.png"), full_page=True)
     finally:
         context.close()
