@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,3 +50,39 @@ def write_audio(tmp_path):
         return str(path)
 
     return _write
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on, for an app launched by a test."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mp3_then_junk(folder: Path) -> Path:
+    """0.1 s of real MP3, then 200 kB of noise bytes: libmpg123 reads the frames and complains in C."""
+    head = folder / "head.mp3"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=duration=0.1:sample_rate=44100",
+                    "-c:a", "libmp3lame", str(head)], check=True)
+    path = folder / "junk.mp3"
+    path.write_bytes(head.read_bytes() + np.random.default_rng(0).bytes(200_000))
+    return path
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/install.sh); `playwright install` is never run
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven by Playwright; the test is skipped where either is missing."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian package chromium, installed by scripts/install.sh)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -1,20 +1,13 @@
 """The Gradio app served on a free localhost port, called through gradio_client like any user."""
 
-import socket
 
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import tone
+from conftest import free_port, tone
 from instrusense.settings import load_settings
 from instrusense.taxonomy import LABELS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +16,7 @@ def client(tiny_whisper):
 
     settings = load_settings({}, model=tiny_whisper, threshold=0.3, max_duration_seconds=6.0)
     demo = app.build_app(settings)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size="5mb")
     try:
@@ -34,12 +27,13 @@ def client(tiny_whisper):
 
 def _check_result(result, duration: float):
     ranking, plot, table, csv_file, audacity_file, record, notes = result
-    assert list(record) == ["file", "duration", "labels", "segments", "error"]
+    assert list(record) == ["file", "duration", "labels", "segments", "timeline", "error"]
     assert record["error"] is None and record["duration"] == pytest.approx(duration)
     assert sorted(i["label"] for i in record["labels"]) == sorted(LABELS)
     assert record["segments"]
-    assert len(ranking["confidences"]) == 5
-    assert table["data"] and len(table["data"][0]) == 4
+    assert "<ol>" in ranking and "%" in ranking
+    assert table["data"] and len(table["data"]) == len(record["segments"]) and len(table["data"][0]) == 4
+    assert all(cell.count(".") == 1 and len(cell.split(".")[1]) == 2 for row in table["data"] for cell in row[1:3])
     assert open(csv_file).readline().startswith("label,instrument,start,end")
     assert open(audacity_file).readline().count("\t") == 2
     assert plot is not None
@@ -65,9 +59,10 @@ def test_long_recording_is_cut_with_a_warning(client, write_audio):
 
 def test_silence_says_no_instrument(client, write_audio):
     path = write_audio("silence.wav", data=np.zeros((32000, 1), np.float32))
-    ranking, *_, record, notes = client.predict(handle_file(path), api_name="/analyze")
+    ranking, _, _, csv_file, audacity_file, record, notes = client.predict(handle_file(path), api_name="/analyze")
     assert "No instrument detected" in notes and record["segments"] == []
-    assert not ranking.get("confidences")
+    assert "No instrument detected" in ranking
+    assert csv_file is None and audacity_file is None  # nothing to download: no download buttons
 
 
 @pytest.mark.parametrize("name,payload,message", [

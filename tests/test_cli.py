@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import tone
+from conftest import mp3_then_junk, tone
 from instrusense.cli import format_table
 from instrusense.export import error_record
 from instrusense.taxonomy import LABELS
@@ -32,7 +32,7 @@ def test_json_contract_with_a_bad_file_in_the_middle(tiny_whisper, write_audio, 
     records = json.loads(proc.stdout)  # stdout is exactly one JSON array
     assert [r["file"] for r in records] == [good, str(bad), other]
     for r in records:
-        assert list(r) == ["file", "duration", "labels", "segments", "error"]
+        assert list(r) == ["file", "duration", "labels", "segments", "timeline", "error"]
     ok, failed, ok2 = records
     assert ok["error"] is None and ok["duration"] == 4.0
     assert sorted(item["label"] for item in ok["labels"]) == sorted(LABELS)
@@ -41,6 +41,8 @@ def test_json_contract_with_a_bad_file_in_the_middle(tiny_whisper, write_audio, 
     assert ok["segments"] and all(set(s) == {"label", "start", "end", "confidence"} for s in ok["segments"])
     assert "Could not decode bad.flac" in failed["error"] and failed["labels"] == [] == failed["segments"]
     assert ok2["error"] is None and ok2["duration"] == 3.0
+    assert ok["timeline"]["hop"] == 1.5 and len(ok["timeline"]["starts"]) == len(ok["timeline"]["confidence"]["piano"])
+    assert failed["timeline"] is None
     assert "could not be analysed" in proc.stderr
 
 
@@ -48,7 +50,9 @@ def test_top_k_shortens_the_table_but_never_the_json(tiny_whisper, write_audio):
     path = write_audio("a.wav")
     proc = run_cli("--json", "--top-k", "2", "--model", tiny_whisper, path)
     assert proc.returncode == 0 and len(json.loads(proc.stdout)[0]["labels"]) == len(LABELS)
-    table = run_cli("--top-k", "2", "--model", tiny_whisper, path)
+    # Under the threshold nothing plays, so the table shows just the top k (every instrument that plays,
+    # with its segments, is always listed).
+    table = run_cli("--top-k", "2", "--model", tiny_whisper, path, INSTRUSENSE_THRESHOLD="0.9")
     assert table.returncode == 0
     assert table.stdout.startswith(path) and len([ln for ln in table.stdout.splitlines() if "%" in ln]) == 2
 
@@ -91,3 +95,12 @@ def test_missing_model_fails_every_file_with_instructions(write_audio, tmp_path)
 def test_table_of_a_failed_file_gives_the_reason_and_no_made_up_duration():
     text = format_table(error_record("kick.wav", "The recording is too short (0.27 s)"), None, top_k=5)
     assert text.splitlines() == ["kick.wav", "  error: The recording is too short (0.27 s)"]
+
+
+def test_decoder_libraries_messages_stay_off_the_terminal(tiny_whisper, write_audio, tmp_path):
+    junk, good = mp3_then_junk(tmp_path), write_audio("good.wav")
+    proc = run_cli("--json", "--model", tiny_whisper, str(junk), good, INSTRUSENSE_LOG_LEVEL="DEBUG")
+    records = json.loads(proc.stdout)  # nothing but the JSON on stdout
+    assert "Could not decode junk.mp3" in records[0]["error"] and records[1]["error"] is None
+    c_lines = [line for line in proc.stderr.splitlines() if "Xing stream size" in line]  # libmpg123's own words
+    assert c_lines and all(" DEBUG instrusense.native_output: decoder: " in line for line in c_lines)

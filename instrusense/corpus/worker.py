@@ -55,6 +55,10 @@ class Analyser:
 
 
 def quiet_file_notices() -> None:
-    """Per-file notices (silence, NaN samples) go to the table, not to a terminal showing a progress bar."""
+    """In a worker process: per-file notices (silence, NaN samples) and decoders' own C-level messages stay
+    off the terminal that shows the progress bar; the table holds what matters."""
+    from instrusense.native_output import route_native_output_to_log
+
     for name in ("instrusense.cli", "instrusense.audio"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    route_native_output_to_log()
