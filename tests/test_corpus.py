@@ -14,7 +14,8 @@ import pytest
 import soundfile as sf
 
 from corpus_files import crash_on_crash_wav, make_corpus
-from instrusense.cli import main
+from instrusense.cli import build_parser
+from instrusense.corpus import command as corpus_command
 from instrusense.corpus.job import plan, run_corpus
 from instrusense.corpus.pool import run_pool
 from instrusense.corpus.rows import failure_reason, record_row
@@ -162,12 +163,12 @@ def test_a_worker_that_dies_costs_its_file_only(tiny_whisper, write_audio):
     assert "worker process died" in records[files[7]]["error"]
 
 
-def test_a_model_that_cannot_load_stops_the_job_before_any_row(write_audio, tmp_path, capsys):
+def test_a_model_that_cannot_load_stops_the_job_before_any_row(write_audio, tmp_path, caplog):
     write_audio("a.wav")
     out = tmp_path / "out.parquet"
-    assert main(["corpus", str(tmp_path), "--out", str(out), "--model", str(tmp_path / "no-model"),
-                 "--workers", "1"]) == 2
-    assert "INSTRUSENSE_MODEL" in capsys.readouterr().err
+    args = build_parser().parse_args(["corpus", str(tmp_path), "--out", str(out), "--workers", "1"])
+    assert corpus_command.run(args, load_settings(model=str(tmp_path / "no-model"))) == 2  # main() minus its
+    assert "INSTRUSENSE_MODEL" in caplog.text  # process-wide logging set-up, which must not leak into other tests
     assert not out.exists() and not ResultStore(out).parts.exists()
     with pytest.raises(ModelUnavailableError):
         run_corpus(open_source(str(tmp_path)), out, load_settings(model=str(tmp_path / "no-model")), workers=1,
