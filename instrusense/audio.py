@@ -172,11 +172,19 @@ def decode(path: str | Path, max_seconds: float) -> tuple[np.ndarray, int, float
 def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float, min_seconds: float) -> Recording:
     """Decode, mix to mono, clean and resample a file for analysis."""
     samples, rate, full_duration = decode(path, max_seconds)
+    rec = prepare(samples, rate, sample_rate, full_duration=full_duration, min_seconds=min_seconds)
+    if rec.nonfinite_samples:
+        log.warning("%s: %d non-finite samples replaced by silence", Path(path).name, rec.nonfinite_samples)
+    return rec
+
+
+def prepare(samples: np.ndarray, rate: int, sample_rate: int, *, full_duration: float,
+            min_seconds: float) -> Recording:
+    """Clean, check and resample decoded mono samples: the one way a file or a finished stream becomes
+    a `Recording`, so that both are analysed alike."""
     if samples.size == 0:
         raise AudioError("The recording is empty (it holds no audio samples).")
     samples, n_bad = clean(samples)
-    if n_bad:
-        log.warning("%s: %d non-finite samples replaced by silence", Path(path).name, n_bad)
     duration = len(samples) / rate
     if duration < min_seconds:
         raise AudioError(f"The recording is too short ({duration:.2f} s): InstruSense needs at least "

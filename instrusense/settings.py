@@ -49,6 +49,14 @@ class Settings:
     """Strongest segments kept per instrument."""
     pool_top_fraction: float = 0.1
     """Clip confidence = mean of the top fraction of window scores (max for short clips)."""
+    live_hop_seconds: float = 0.5
+    """Step of the app's live view (its "now playing" ranking and rolling timeline) while the microphone records."""
+    live_view_seconds: float = 30.0
+    """Length of the rolling timeline the app's live view shows."""
+    stream_stall_seconds: float = 10.0
+    """A live stream whose producer sends nothing for this long is closed with a message."""
+    stream_max_chunk_seconds: float = 30.0
+    """Longest chunk a live stream accepts at once (bounds memory per call)."""
     top_k: int = 5
     """Instruments shown in the app's ranking and label plot, and in the CLI's table."""
     max_upload_mb: float = 200.0
@@ -99,7 +107,8 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
 
 def _validate(s: Settings) -> None:
     positive = ("window_seconds", "hop_seconds", "max_windows", "batch_size", "max_duration_seconds", "top_k",
-                "max_upload_mb", "request_timeout_seconds", "concurrency_limit")
+                "max_upload_mb", "request_timeout_seconds", "concurrency_limit",
+                "live_hop_seconds", "live_view_seconds", "stream_stall_seconds", "stream_max_chunk_seconds")
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"{_env_name(name)} must be positive, got {getattr(s, name)}")
