@@ -21,6 +21,7 @@ from instrusense.export import analysis_record, error_record
 from instrusense.logs import configure_logging
 from instrusense.model import ModelUnavailableError, Tagger, tagger_for
 from instrusense.settings import Settings, SettingsError, load_settings
+from instrusense.stream_cli import add_parser as add_stream_parser, run_stream
 from instrusense.taxonomy import display_name
 
 log = logging.getLogger("instrusense.cli")
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--model", default=None,
                          help="checkpoint directory or Hub id (default: $INSTRUSENSE_MODEL or models/instrusense)")
     analyze.add_argument("--top-k", type=int, default=None, help="instruments shown per file in the table")
+    add_stream_parser(sub)
     return parser
 
 
@@ -104,4 +106,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if args.command == "stream":
+        return run_stream(args, settings, sys.stdout)
     return run_analyze(args, settings, sys.stdout)
