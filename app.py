@@ -17,6 +17,7 @@ import gradio as gr
 import numpy as np
 from gradio_client.utils import is_http_url_like
 
+from app_live import live_section, wire_live
 from instrusense.analysis import Analysis, analyze_file
 from instrusense.audio import AudioError
 from instrusense.export import analysis_record, audacity_labels, segments_csv
@@ -165,6 +166,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                     "Record with the microphone or upload a file (WAV, FLAC, OGG, MP3, M4A).")
         if model_error:
             gr.Markdown(f"**The model could not be loaded.** {model_error}")
+        live = live_section(settings)
         with gr.Row():
             with gr.Column(scale=1):
                 audio = _uploads_only(gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording"))
@@ -186,6 +188,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         # Both events share one concurrency limit: one model, at most `concurrency_limit` analyses at once.
         button.click(analyze, inputs=[audio], outputs=outputs, api_name="analyze", concurrency_id="analysis")
         audio.stop_recording(analyze, inputs=[audio], outputs=outputs, api_name=False, concurrency_id="analysis")
+        wire_live(live, settings, _load(settings)[0], analyze, outputs)  # the take's analysis fills the same outputs
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=None)  # beyond capacity: wait
     return demo
 

@@ -53,6 +53,8 @@ class Settings:
     """Step of the app's live view (its "now playing" ranking and rolling timeline) while the microphone records."""
     live_view_seconds: float = 30.0
     """Length of the rolling timeline the app's live view shows."""
+    live_listeners: int = 4
+    """Live microphone sessions the app scores at once; chunks of further sessions wait in the queue."""
     stream_stall_seconds: float = 10.0
     """A live stream whose producer sends nothing for this long is closed with a message."""
     stream_max_chunk_seconds: float = 30.0
@@ -108,7 +110,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
 def _validate(s: Settings) -> None:
     positive = ("window_seconds", "hop_seconds", "max_windows", "batch_size", "max_duration_seconds", "top_k",
                 "max_upload_mb", "request_timeout_seconds", "concurrency_limit",
-                "live_hop_seconds", "live_view_seconds", "stream_stall_seconds", "stream_max_chunk_seconds")
+                "live_hop_seconds", "live_view_seconds", "live_listeners", "stream_stall_seconds", "stream_max_chunk_seconds")
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"{_env_name(name)} must be positive, got {getattr(s, name)}")

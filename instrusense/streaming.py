@@ -170,10 +170,13 @@ class StreamAnalyser:
     def finish(self) -> Analysis:
         """The analysis of the whole take, equal to `analyze_file` on a file holding the same samples.
         Raises `AudioError` for a take that cannot be analysed (empty, too short)."""
-        take = np.concatenate(self._take) if self._take else np.zeros(0, np.float32)
-        rec = prepare(take, self.rate, self.tagger.sampling_rate, full_duration=self.seconds,
+        rec = prepare(self.take(), self.rate, self.tagger.sampling_rate, full_duration=self.seconds,
                       min_seconds=self.settings.min_duration_seconds)
         return analyze_recording(rec, self.tagger, self.settings)
+
+    def take(self) -> np.ndarray:
+        """The mono samples kept for the final analysis, at the input's rate (NaN/Inf as received)."""
+        return np.concatenate(self._take) if self._take else np.zeros(0, np.float32)
 
     def close_segments(self) -> list[Segment]:
         """Close the live segments still open (end of stream)."""
