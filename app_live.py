@@ -29,6 +29,18 @@ from instrusense.taxonomy import LABELS, display_name
 log = logging.getLogger("instrusense.app.live")
 TAKE_DIR = Path(tempfile.gettempdir()) / "instrusense-live"
 STATE_TTL_S = 60  # a session that sends no chunk for this long is dropped (tab gone without a stop)
+# Browsers process a microphone for speech by default (noise suppression removes sustained tones, automatic gain
+# pumps the level); InstruSense listens to music, so every audio capture on the page asks for the raw signal.
+MUSIC_MICROPHONE_JS = """
+const media = navigator.mediaDevices;
+if (media && media.getUserMedia && !media.__instrusense) {
+  const original = media.getUserMedia.bind(media);
+  media.getUserMedia = (constraints) => original(constraints && constraints.audio === true
+    ? {...constraints, audio: {echoCancellation: false, noiseSuppression: false, autoGainControl: false}}
+    : constraints);
+  media.__instrusense = true;
+}
+"""
 NOTHING_RECORDED = "Nothing was recorded: allow the microphone, press Record, play, then Stop."
 
 
@@ -116,7 +128,8 @@ def live_section(settings: Settings) -> LiveControls:
                 mic = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone (live)")
                 gr.Markdown(f"Updated every {settings.live_hop_seconds:g} s while recording; press Stop for the "
                             "full analysis of the take below.")
-            now = gr.Label(num_top_classes=settings.top_k, label="Now playing", scale=1)
+            now = gr.Label(num_top_classes=settings.top_k, label="Now playing", scale=1, elem_id="live-now")
+        gr.HTML("", js_on_load=MUSIC_MICROPHONE_JS, padding=False)
         rolling = gr.LinePlot(x="time (s)", y="confidence", color="instrument", y_lim=[0, 1],
                               label=f"Last {settings.live_view_seconds:g} s", elem_id="live-timeline")
     return LiveControls(mic, now, rolling, gr.State(None, time_to_live=STATE_TTL_S))
