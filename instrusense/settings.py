@@ -55,6 +55,9 @@ class Settings:
     """Length of the rolling timeline the app's live view shows."""
     live_listeners: int = 4
     """Live microphone sessions the app scores at once; chunks of further sessions wait in the queue."""
+    stream_threads: int = 1
+    """Torch threads that score a live window (one per hop): more only wait on each other on a busy CPU
+    (README, "Listen live"); 0 keeps the process's. The final analysis of a take uses the process's."""
     stream_stall_seconds: float = 10.0
     """A live stream whose producer sends nothing for this long is closed with a message."""
     stream_max_chunk_seconds: float = 30.0

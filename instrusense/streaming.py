@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from instrusense.analysis import Analysis, analyze_recording
 from instrusense.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, prepare, resample, rms_dbfs
@@ -30,6 +33,19 @@ _CONTEXT_S = 0.05  # audio kept before a live window so that resampling its firs
 _MAX_CHANNELS = 64
 _INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.int8): 128.0}
 _EPS = 1e-9
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch ops of the calling thread on `n` intra-op threads (0: unchanged). OpenMP keeps the count per
+    thread, so requests running in other threads keep theirs."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class StreamError(ValueError):
@@ -205,7 +221,8 @@ class StreamAnalyser:
         probs = np.zeros((len(due), len(LABELS)), np.float32)
         if loud.any():
             gain = np.float32(0.9 / self._peak)
-            probs[loud] = self.tagger.predict(windows[loud] * gain, self.settings.batch_size)
+            with torch_threads(self.settings.stream_threads):
+                probs[loud] = self.tagger.predict(windows[loud] * gain, self.settings.batch_size)
         hops = []
         for t, p in zip(due, probs):
             closed: list[Segment] = []

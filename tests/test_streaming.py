@@ -120,3 +120,27 @@ def test_bad_streams_get_clear_messages(tiny_whisper):
     analyser.feed(np.zeros(100, np.int16))
     with pytest.raises(AudioError, match="too short"):
         analyser.finish()
+
+
+def test_live_scoring_threads_are_restored_and_leave_running_threads_alone():
+    import threading
+
+    import torch
+
+    from instrusense.streaming import torch_threads
+
+    before, seen = torch.get_num_threads(), []
+    go, done = threading.Event(), threading.Event()
+
+    def running_thread():  # already running: OpenMP keeps its own count
+        torch.get_num_threads()
+        go.wait()
+        seen.append(torch.get_num_threads())
+        done.set()
+
+    threading.Thread(target=running_thread).start()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+        go.set()
+        done.wait(10)
+    assert torch.get_num_threads() == before and seen == [before]
