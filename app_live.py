@@ -28,6 +28,7 @@ from instrusense.taxonomy import LABELS, display_name
 
 log = logging.getLogger("instrusense.app.live")
 TAKE_DIR = Path(tempfile.gettempdir()) / "instrusense-live"
+CATCH_UP_S = 1.0  # a chunk that arrives this much later than its audio is kept but not scored
 STATE_TTL_S = 60  # a session that sends no chunk for this long is dropped (tab gone without a stop)
 # Browsers process a microphone for speech by default (noise suppression removes sustained tones, automatic gain
 # pumps the level); InstruSense listens to music, so every audio capture on the page asks for the raw signal.
@@ -48,6 +49,11 @@ NOTHING_RECORDED = "Nothing was recorded: allow the microphone, press Record, pl
 class LiveSession:
     analyser: StreamAnalyser
     started: float
+    """Wall-clock time (time.time) the session's audio began, as its first chunk tells."""
+
+    def behind(self, now: float) -> float:
+        """How far the audio received lags behind the wall clock: chunks that waited in the queue."""
+        return now - self.started - self.analyser.seconds
 
 
 def now_playing(hop: Hop | None, top_k: int) -> dict[str, float]:
@@ -81,11 +87,15 @@ def make_live(settings: Settings, tagger: Tagger | None, analyze: Callable[[str 
         rate, data = chunk
         try:
             if session is None:
-                session = LiveSession(StreamAnalyser(tagger, settings, rate, settings.live_hop_seconds), time.time())
+                started = time.time() - len(data) / max(rate, 1)
+                session = LiveSession(StreamAnalyser(tagger, settings, rate, settings.live_hop_seconds), started)
             elif rate != session.analyser.rate:
                 raise StreamError(f"The microphone's sample rate changed mid-stream ({session.analyser.rate} → "
                                   f"{rate} Hz); stop and record again.")
-            session.analyser.feed(data)
+            # The view needs only the newest window; a session whose chunks waited in the queue (a busy server)
+            # keeps their audio for the final analysis but skips scoring them until it has caught up.
+            late = session.behind(time.time()) > CATCH_UP_S
+            session.analyser.feed(data, max_scored=0 if late else 1)
         except StreamError as exc:
             raise gr.Error(str(exc)) from None
         history = list(session.analyser.history)

@@ -156,8 +156,12 @@ class StreamAnalyser:
         """Audio received so far, in seconds."""
         return self._fed / self.rate
 
-    def feed(self, chunk: np.ndarray) -> list[Hop]:
-        """Take one chunk; return the hops it completed (none, one, or several for a long chunk)."""
+    def feed(self, chunk: np.ndarray, max_scored: int | None = None) -> list[Hop]:
+        """Take one chunk; return the hops it completed (none, one, or several for a long chunk).
+
+        `max_scored` scores only the newest hops due (0: none), e.g. for a live view that has fallen
+        behind: the audio is kept all the same, so the final analysis is unaffected.
+        """
         mono = to_float_mono(chunk)
         if len(mono) > self.settings.stream_max_chunk_seconds * self.rate:
             raise StreamError(f"A chunk of {len(mono) / self.rate:.1f} s arrived at once; a live stream takes at "
@@ -181,6 +185,8 @@ class StreamAnalyser:
             if self._next < self.window_s - _EPS and following > self.window_s + _EPS:
                 following = self.window_s  # the first whole window, whatever the hop
             self._next = following
+        if max_scored is not None:
+            due = due[len(due) - max_scored:] if max_scored > 0 else []
         return self._score(due, buffer, buffer_start)
 
     def finish(self) -> Analysis:

@@ -144,3 +144,13 @@ def test_live_scoring_threads_are_restored_and_leave_running_threads_alone():
         go.set()
         done.wait(10)
     assert torch.get_num_threads() == before and seen == [before]
+
+
+def test_a_view_that_fell_behind_scores_only_the_newest_window_and_keeps_all_audio(tiny_whisper):
+    tagger = load_tagger(tiny_whisper)
+    data = tone(9.0, 16000)
+    analyser = StreamAnalyser(tagger, LOW, 16000, hop_seconds=0.5)
+    assert analyser.feed(data[:16000 * 4], max_scored=0) == []
+    (hop,) = analyser.feed(data[16000 * 4:], max_scored=1)
+    assert hop.time == pytest.approx(9.0) and list(analyser.history) == [hop]
+    assert analyser.finish().analysed_seconds == pytest.approx(8.0)  # the take is whole (up to the limit)
