@@ -28,7 +28,6 @@ from instrusense.taxonomy import LABELS, display_name
 
 log = logging.getLogger("instrusense.app.live")
 TAKE_DIR = Path(tempfile.gettempdir()) / "instrusense-live"
-CATCH_UP_S = 1.0  # a chunk that arrives this much later than its audio is kept but not scored
 STATE_TTL_S = 60  # a session that sends no chunk for this long is dropped (tab gone without a stop)
 # Browsers process a microphone for speech by default (noise suppression removes sustained tones, automatic gain
 # pumps the level); InstruSense listens to music, so every audio capture on the page asks for the raw signal.
@@ -49,11 +48,7 @@ NOTHING_RECORDED = "Nothing was recorded: allow the microphone, press Record, pl
 class LiveSession:
     analyser: StreamAnalyser
     started: float
-    """Wall-clock time (time.time) the session's audio began, as its first chunk tells."""
-
-    def behind(self, now: float) -> float:
-        """How far the audio received lags behind the wall clock: chunks that waited in the queue."""
-        return now - self.started - self.analyser.seconds
+    """Wall-clock time (time.time) the session's audio began, as its first chunk tells (names the take)."""
 
 
 def now_playing(hop: Hop | None, top_k: int) -> dict[str, float]:
@@ -92,10 +87,7 @@ def make_live(settings: Settings, tagger: Tagger | None, analyze: Callable[[str 
             elif rate != session.analyser.rate:
                 raise StreamError(f"The microphone's sample rate changed mid-stream ({session.analyser.rate} → "
                                   f"{rate} Hz); stop and record again.")
-            # The view needs only the newest window; a session whose chunks waited in the queue (a busy server)
-            # keeps their audio for the final analysis but skips scoring them until it has caught up.
-            late = session.behind(time.time()) > CATCH_UP_S
-            session.analyser.feed(data, max_scored=0 if late else 1)
+            session.analyser.feed(data, max_scored=1)  # the view shows the newest window: one model call per chunk
         except StreamError as exc:
             raise gr.Error(str(exc)) from None
         history = list(session.analyser.history)
@@ -132,7 +124,7 @@ class LiveControls:
 
 def live_section(settings: Settings) -> LiveControls:
     """Render the "Listen live" section where the app's layout wants it; `wire_live` connects it."""
-    with gr.Accordion("Listen live: what the microphone hears now", open=True):
+    with gr.Accordion("Listen live: what the microphone hears now", open=True, elem_id="live"):
         with gr.Row():
             with gr.Column(scale=1):
                 mic = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone (live)")

@@ -3,12 +3,12 @@
 Two measurements. *Paced pipe*: ``python -m instrusense stream --rate 44100 --channels 2`` fed raw PCM at
 real-time speed in 20 ms blocks (as ``arecord`` or ``ffmpeg -re`` would); each hop line's latency is its
 arrival time minus the moment the audio it covers had been written. Its final line is compared with
-``analyze --json`` of the same audio. *Live listeners*: the app served in this process, N headless
-Chromium pages whose fake microphones play examples/medley.flac, all recording at once; each live update's
-latency is the moment the server's handler returned it minus the moment the newest audio it covers was
-captured (estimated from the session's first chunk; the browser's rendering, a few ms, is not counted).
-Writes the JSON results and a markdown table beside them (``.md``); ``--screenshot`` saves one page's live
-view for the README. Run by hand; the machine and its load are recorded with the figures.
+``analyze --json`` of the same audio. *Live listeners*: N sessions at once through the app's live handler,
+fed examples/medley.flac in real-time chunks as Gradio hands a browser's chunks over; an update's latency is
+when the handler returned minus when the newest audio it shows was played (transport and the browser's
+drawing, a few ms on a local network, are not counted). Writes the JSON results and a markdown table beside
+them (``.md``); ``--screenshot`` saves the live view of headless Chromium (fake microphone playing the medley)
+for the README. Run by hand; the machine and its load are recorded with the figures.
 """
 
 from __future__ import annotations
@@ -91,83 +91,80 @@ def paced_pipe(model: str, seconds: float, workdir: Path) -> dict:
             "final_equals_analyze": bool(arrivals) and arrivals[-1][1] == expected}
 
 
-def live_listeners(model: str, listeners: int, seconds: float, workdir: Path, screenshot: Path | None) -> dict:
-    """N Chromium pages recording at once against the app served here; latency of every live update."""
+def _medley_48k(workdir: Path) -> tuple[Path, np.ndarray]:
+    """examples/medley.flac as a 48 kHz 16-bit WAV (what a browser microphone delivers) and its samples."""
+    samples, rate = sf.read(str(REPO_ROOT / "examples" / "medley.flac"), dtype="float32")
+    pcm = np.round(resample(samples, rate, 48000) * 32767).astype(np.int16)
+    path = workdir / "medley48k.wav"
+    sf.write(str(path), pcm, 48000, subtype="PCM_16")
+    return path, pcm
+
+
+def live_listeners(model: str, listeners: int, seconds: float, workdir: Path) -> dict:
+    """N sessions at once through the app's live handler, each fed 48 kHz int16 chunks every
+    INSTRUSENSE_LIVE_HOP_SECONDS in real time (as Gradio hands a browser's chunks over); the latency of an update
+    is when the handler returned minus when the newest audio it shows had been played. Transport and the
+    browser's drawing are not included; the chunking is (the oldest sound of a chunk waits one hop more)."""
+    import app_live
+    from instrusense.model import tagger_for
+
+    settings = load_settings({}, model=model)
+    on_chunk, _ = app_live.make_live(settings, tagger_for(settings), analyze=lambda path: ())
+    _, pcm = _medley_48k(workdir)
+    chunk = round(settings.live_hop_seconds * 48000)
+    loops = int(np.ceil(seconds * 48000 / len(pcm)))
+    audio = np.tile(pcm, loops)[:round(seconds * 48000)]
+    rows: list[list[tuple[float, float]]] = [[] for _ in range(listeners)]
+    started = time.monotonic() + 1.0
+
+    def listener(i: int) -> None:
+        session, offset = None, i * 0.1  # the sessions' chunks do not arrive in lockstep
+        for k, at in enumerate(range(0, len(audio), chunk)):
+            played = started + offset + min(at + chunk, len(audio)) / 48000
+            time.sleep(max(0.0, played - time.monotonic()))
+            begun = time.monotonic()
+            _, _, session = on_chunk((48000, audio[at:at + chunk]), session)
+            rows[i].append((time.monotonic() - played, time.monotonic() - begun))
+
+    threads = [threading.Thread(target=listener, args=(i,)) for i in range(listeners)]
+    loads = [load_average()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    loads.append(load_average())
+    latencies = [lat for r in rows for lat, _ in r]
+    return {"listeners": listeners, "seconds": seconds, "hop_seconds": settings.live_hop_seconds,
+            "stream_threads": settings.stream_threads, "latency": percentiles(latencies),
+            "handler_seconds": percentiles([h for r in rows for _, h in r]),
+            "per_session_latency_p95": [percentiles([lat for lat, _ in r])["p95"] for r in rows],
+            "load_average": loads}
+
+
+def screenshot_live_view(model: str, path: Path, workdir: Path, seconds: float = 14.0) -> None:
+    """The app's live view after `seconds` of Chromium's fake microphone playing the medley."""
     from playwright.sync_api import sync_playwright
 
     import app
-    import app_live
-
-    samples, rate = sf.read(str(REPO_ROOT / "examples" / "medley.flac"), dtype="float32")
-    mic = workdir / "medley48k.wav"
-    sf.write(str(mic), resample(samples, rate, 48000), 48000, subtype="PCM_16")
-    updates: dict[int, list[tuple[float, float, float, float]]] = {}
-    make_live = app_live.make_live
-
-    def timed_make_live(settings, tagger, analyze):
-        on_chunk, on_stop = make_live(settings, tagger, analyze)
-
-        def timed_chunk(chunk, session):
-            begun = time.monotonic()
-            ranking, plot, session = on_chunk(chunk, session)
-            if chunk is not None and session is not None:
-                history = session.analyser.history
-                updates.setdefault(id(session), []).append(
-                    (begun, time.monotonic(), session.analyser.seconds, history[-1].time if history else 0.0))
-            return ranking, plot, session
-
-        return timed_chunk, on_stop
-
-    app_live.make_live = timed_make_live
-    try:
-        demo = app.build_app(load_settings({}, model=model))
-    finally:
-        app_live.make_live = make_live
     from benchmarks.procs import free_port
 
+    mic, _ = _medley_48k(workdir)
+    demo = app.build_app(load_settings({}, model=model))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    loads = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM,
                                         args=[*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={mic}"])
-            pages = [browser.new_page(viewport={"width": 1280, "height": 1000}) for _ in range(listeners)]
-            for page in pages:
-                page.goto(f"http://127.0.0.1:{port}/")
-            for page in pages:
-                page.get_by_role("button", name="Record").first.click()
-            started = time.monotonic()
-            while time.monotonic() - started < seconds:
-                time.sleep(5)
-                loads.append(load_average())
-                if screenshot and 11.0 <= time.monotonic() - started < 16.5:
-                    screenshot.parent.mkdir(parents=True, exist_ok=True)
-                    pages[0].locator(".gradio-container").screenshot(path=str(screenshot))
-                    screenshot = None
-            for page in pages:
-                page.get_by_role("button", name="Stop").first.click()
-            time.sleep(10)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.get_by_role("button", name="Record").first.click()
+            page.wait_for_timeout(seconds * 1000)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            page.locator("#live").screenshot(path=str(path))
             browser.close()
     finally:
         demo.close()
-    latencies, oldest, compute, per_session = [], [], [], []
-    for rows in updates.values():
-        first_begun, _, first_seconds, _ = rows[0]
-        captured_from = first_begun - first_seconds  # the session's audio began this long before its first chunk
-        session = [end - (captured_from + hop_s) for _, end, _, hop_s in rows if hop_s > 0]
-        latencies += session
-        # the sound first shown by an update starts just after the previous update's newest window
-        oldest += [end - (captured_from + prev) for (_, _, _, prev), (_, end, _, hop_s) in zip(rows, rows[1:])
-                   if hop_s > prev]
-        compute += [end - begun for begun, end, _, _ in rows]
-        per_session.append({"updates": len(rows), "audio_seconds": rows[-1][2],
-                            "update_interval_p50": float(np.median(np.diff([r[1] for r in rows]))),
-                            "latency": percentiles(session)})
-    return {"listeners": listeners, "seconds": seconds, "sessions_seen": len(updates),
-            "latency": percentiles(latencies), "latency_oldest_new_sound": percentiles(oldest),
-            "handler_seconds": percentiles(compute), "per_session": per_session,
-            "load_average_during": loads}
 
 
 def render_markdown(results: dict) -> str:
@@ -196,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/live_results.json"))
     parser.add_argument("--pipe-seconds", type=float, default=60.0)
     parser.add_argument("--listeners", type=int, default=4)
-    parser.add_argument("--listen-seconds", type=float, default=40.0)
-    parser.add_argument("--screenshot", type=Path, default=None, help="save one page's live view here (png)")
+    parser.add_argument("--listen-seconds", type=float, default=60.0)
+    parser.add_argument("--screenshot", type=Path, default=None,
+                        help="save the live view of a Chromium page whose fake microphone plays the medley (png)")
     parser.add_argument("--skip", choices=["pipe", "listeners"], action="append", default=[])
     args = parser.parse_args(argv)
     results = {"machine": machine_record(), "model": args.model}
@@ -205,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         if "pipe" not in args.skip:
             results["pipe"] = paced_pipe(args.model, args.pipe_seconds, Path(tmp))
         if "listeners" not in args.skip:
-            results["listeners"] = live_listeners(args.model, args.listeners, args.listen_seconds, Path(tmp),
-                                                  args.screenshot)
+            results["listeners"] = live_listeners(args.model, args.listeners, args.listen_seconds, Path(tmp))
+        if args.screenshot:
+            screenshot_live_view(args.model, args.screenshot, Path(tmp))
     results["load_average_end"] = load_average()
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     table = render_markdown(results)
