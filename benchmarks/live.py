@@ -159,7 +159,9 @@ def screenshot_live_view(model: str, path: Path, workdir: Path, seconds: float =
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(f"http://127.0.0.1:{port}/")
             page.get_by_role("button", name="Record").first.click()
-            page.wait_for_timeout(seconds * 1000)
+            started = time.monotonic()
+            page.locator("#live-now [data-testid=label-output-value]").wait_for(timeout=120_000)  # first update
+            page.wait_for_timeout(max(0.0, seconds - (time.monotonic() - started)) * 1000)
             path.parent.mkdir(parents=True, exist_ok=True)
             page.locator("#live").screenshot(path=str(path))
             browser.close()
