@@ -54,20 +54,21 @@ def hop_line(hop: Hop, top_k: int) -> dict:
                         "confidence": round(s.confidence, 4)} for s in hop.closed]}
 
 
-def _raw_pcm(stream: BinaryIO, channels: int) -> Iterator[np.ndarray]:
+def _raw_pcm(stream: BinaryIO, channels: int, close: bool) -> Iterator[np.ndarray]:
     """(frames, channels) int16 blocks of raw s16le PCM, as soon as they arrive; an odd tail is dropped."""
     frame_bytes = 2 * channels
     pending = b""
     fd = stream.fileno()
-    while True:
-        data = os.read(fd, 1 << 16)
-        if not data:
-            break
-        pending += data
-        usable = len(pending) - len(pending) % frame_bytes
-        if usable:
-            yield np.frombuffer(pending[:usable], dtype="<i2").reshape(-1, channels)
-            pending = pending[usable:]
+    try:
+        while data := os.read(fd, 1 << 16):
+            pending += data
+            usable = len(pending) - len(pending) % frame_bytes
+            if usable:
+                yield np.frombuffer(pending[:usable], dtype="<i2").reshape(-1, channels)
+                pending = pending[usable:]
+    finally:
+        if close:
+            stream.close()
     if pending:
         log.warning("the raw PCM ended inside a frame: %d trailing bytes were ignored", len(pending))
 
@@ -91,8 +92,9 @@ def _sound_file(source: str | int) -> tuple[int, Iterator[np.ndarray]]:
 def open_input(path: str, rate: int | None, channels: int, max_seconds: float) -> tuple[int, Iterator[np.ndarray]]:
     """The input's sample rate and its blocks of samples. Raises `StreamError` for input that is not audio."""
     if rate is not None:
-        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 (closed at exit)
-        return rate, _raw_pcm(stream, channels)
+        if path == "-":
+            return rate, _raw_pcm(sys.stdin.buffer, channels, close=False)
+        return rate, _raw_pcm(open(path, "rb"), channels, close=True)  # noqa: SIM115 (the generator closes it)
     if path == "-":
         try:
             return _sound_file(sys.stdin.buffer.fileno())
