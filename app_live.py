@@ -138,12 +138,13 @@ def live_section(settings: Settings) -> LiveControls:
 
 
 def wire_live(controls: LiveControls, settings: Settings, tagger: Tagger | None,
-              analyze: Callable[[str | None], tuple], outputs: list) -> None:
-    """Stream chunks to the session's analyser; on Stop, fill the upload flow's `outputs` with the take's analysis."""
+              analyze: Callable[[str | None], tuple], outputs: list):
+    """Stream chunks to the session's analyser; on Stop, fill the upload flow's `outputs` with the take's analysis.
+    Returns the Stop event, for the app to chain what follows an analysis."""
     on_chunk, on_stop = make_live(settings, tagger, analyze)
     c = controls
     c.mic.stream(on_chunk, inputs=[c.mic, c.session], outputs=[c.now, c.rolling, c.session], api_name=False,
                  stream_every=settings.live_hop_seconds, time_limit=int(settings.max_duration_seconds) + 5,
                  concurrency_id="live", concurrency_limit=settings.live_listeners, show_progress="hidden")
-    c.mic.stop_recording(on_stop, inputs=[c.session], outputs=[*outputs, c.session], api_name=False,
-                         concurrency_id="analysis")
+    return c.mic.stop_recording(on_stop, inputs=[c.session], outputs=[*outputs, c.session], api_name=False,
+                                concurrency_id="analysis")
