@@ -1,14 +1,14 @@
 """Live mode in a real browser: headless Chromium whose fake microphone plays examples/medley.flac.
 
 It records ~15 s: the rolling timeline changes while it records and names the instruments of the stretch
-being played, and after Stop the page shows the analysis an upload of the same file gets.
+being played; after Stop the page shows the take's analysis, equal to what uploading that recording gets,
+and close to the source file's (a browser's capture is resampled and offset, so not bit-exact).
 """
 
 import socket
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
