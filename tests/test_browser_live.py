@@ -130,8 +130,8 @@ def test_live_mode_rolls_while_recording_and_ends_with_the_upload_analysis(live_
     page.wait_for_function("document.body.innerText.includes('Acoustic guitar')", timeout=30000)
 
     assert shots[3.5] != shots[11.0]  # the timeline rolled on
-    first = {label for t, label in seen if 1.0 <= t <= 4.0}
-    later = {label for t, label in seen if 9.5 <= t <= 13.0}
+    first = {label for t, label in seen if t <= 6.0}  # wall-clock time: a busy machine delivers audio late
+    later = {label for t, label in seen if t >= 9.5}
     assert first & KEYBOARDS, seen  # the medley opens with an electric piano (heard as a keyboard)
     assert "Acoustic guitar" in later, seen  # ... and the steel-string guitar plays from 9 s
     assert take_record["file"].startswith("live-") and 11.5 <= take_record["duration"] <= 16.5
