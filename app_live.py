@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 import numpy as np
 import pandas as pd
 import soundfile as sf
@@ -27,7 +28,8 @@ from instrusense.streaming import Hop, StreamAnalyser, StreamError
 from instrusense.taxonomy import LABELS, display_name
 
 log = logging.getLogger("instrusense.app.live")
-TAKE_DIR = Path(tempfile.gettempdir()) / "instrusense-live"
+
+
 STATE_TTL_S = 60  # a session that sends no chunk for this long is dropped (tab gone without a stop)
 # Browsers process a microphone for speech by default (noise suppression removes sustained tones, automatic gain
 # pumps the level); InstruSense listens to music, so every audio capture on the page asks for the raw signal.
@@ -42,6 +44,11 @@ if (media && media.getUserMedia && !media.__instrusense) {
 }
 """
 NOTHING_RECORDED = "Nothing was recorded: allow the microphone, press Record, play, then Stop."
+
+
+def take_folder() -> Path:
+    """Where a take is written for the upload handler, which reads only files in Gradio's upload folder."""
+    return Path(get_upload_folder()) / "instrusense-live"
 
 
 @dataclass
@@ -101,11 +108,13 @@ def make_live(settings: Settings, tagger: Tagger | None, analyze: Callable[[str 
         """The whole take through the upload handler: the same analysis, exports and JSON as an upload."""
         if session is None or session.analyser.seconds == 0:
             raise gr.Error(NOTHING_RECORDED)
-        TAKE_DIR.mkdir(parents=True, exist_ok=True)
+        take_dir = take_folder()
+        take_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(session.started))
-        path = Path(tempfile.mkdtemp(dir=TAKE_DIR)) / f"live-{stamp}.wav"
+        path = Path(tempfile.mkdtemp(dir=take_dir)) / f"live-{stamp}.wav"
+        rec = session.analyser.recording()  # what the analysis reads; as a file it decodes to the same samples
         try:
-            sf.write(str(path), session.analyser.take(), session.analyser.rate, subtype="FLOAT")
+            sf.write(str(path), rec.samples, rec.sample_rate, subtype="FLOAT")
             return (*analyze(str(path)), None)  # bad takes (too short, silent) get the upload's messages
         finally:
             path.unlink(missing_ok=True)

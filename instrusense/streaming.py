@@ -7,8 +7,9 @@ it scales the whole recording by its peak before the model (a stream learns its 
 end), it resamples the whole signal at once (a chunk's last samples depend on audio not yet heard),
 and on CPUs the model's dynamic int8 layers quantise each batch of windows with one scale (a window
 scored alone differs a little from the same window scored among fifteen others). `finish` therefore
-hands the take to `analyze_recording` through the same `prepare` a decoded file goes through:
-stream-final == batch by construction, whatever the batch path does (README, "Listen live").
+builds the take with the same `RecordingBuilder` a decoded file goes through (block by block) and hands
+it to `analyze_recording`: stream-final == batch by construction, whatever the batch path does (README,
+"Listen live").
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 
 from instrusense.analysis import Analysis, analyze_recording
-from instrusense.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, prepare, resample, rms_dbfs
+from instrusense.audio import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Recording, RecordingBuilder, long_enough,
+                               resample, rms_dbfs)
 from instrusense.model import Tagger
 from instrusense.scores import Segment
 from instrusense.settings import Settings
@@ -105,7 +107,7 @@ class _OpenRuns:
 
 def to_float_mono(chunk: np.ndarray) -> np.ndarray:
     """A chunk of samples, (frames,) or (frames, channels), integer or float PCM, as mono float32 scaled
-    as a decoder would scale it (int16 / 32768, ...); NaN/Inf are kept for `prepare` to count."""
+    as a decoder would scale it (int16 / 32768, ...); NaN/Inf are kept for the `RecordingBuilder` to count."""
     chunk = np.asarray(chunk)
     if chunk.dtype == np.uint8:  # 8-bit PCM is unsigned
         chunk = (chunk.astype(np.float32) - 128.0) / 128.0
@@ -140,9 +142,9 @@ class StreamAnalyser:
         self.window_s = tagger.native_window_seconds or settings.window_seconds
         self.hop_s = min(hop_seconds or settings.hop_seconds, self.window_s)
         self.history: deque[Hop] = deque(maxlen=math.ceil(settings.live_view_seconds / self.hop_s) + 1)
-        self._take: list[np.ndarray] = []
+        self._take = RecordingBuilder(self.rate, tagger.sampling_rate)  # at the model's rate: 38 MB per 10 min
         self._take_cap = int(math.ceil(settings.max_duration_seconds * self.rate))  # as `decode` cuts a file
-        self._kept = 0
+        self._recording: Recording | None = None
         self._fed = 0
         self._tail = np.zeros(0, np.float32)
         self._tail_cap = int(math.ceil((self.window_s + _CONTEXT_S) * self.rate))
@@ -167,10 +169,10 @@ class StreamAnalyser:
             raise StreamError(f"A chunk of {len(mono) / self.rate:.1f} s arrived at once; a live stream takes at "
                               f"most {self.settings.stream_max_chunk_seconds:g} s per chunk "
                               "(INSTRUSENSE_STREAM_MAX_CHUNK_SECONDS). Send smaller chunks.")
-        if self._kept < self._take_cap:
-            part = mono[:self._take_cap - self._kept].copy()
-            self._take.append(part)
-            self._kept += len(part)
+        if self._recording is not None:
+            raise StreamError("This stream has finished; start a new one.")
+        if self._take.samples_in < self._take_cap:
+            self._take.push(mono[:self._take_cap - self._take.samples_in])
         live = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
         if live.size:
             self._peak = max(self._peak, float(np.abs(live).max()))
@@ -192,13 +194,14 @@ class StreamAnalyser:
     def finish(self) -> Analysis:
         """The analysis of the whole take, equal to `analyze_file` on a file holding the same samples.
         Raises `AudioError` for a take that cannot be analysed (empty, too short)."""
-        rec = prepare(self.take(), self.rate, self.tagger.sampling_rate, full_duration=self.seconds,
-                      min_seconds=self.settings.min_duration_seconds)
-        return analyze_recording(rec, self.tagger, self.settings)
+        return analyze_recording(long_enough(self.recording(), self.settings.min_duration_seconds),
+                                 self.tagger, self.settings)
 
-    def take(self) -> np.ndarray:
-        """The mono samples kept for the final analysis, at the input's rate (NaN/Inf as received)."""
-        return np.concatenate(self._take) if self._take else np.zeros(0, np.float32)
+    def recording(self) -> Recording:
+        """The take as the analysis reads it (at the model's rate, cleaned); ends the stream."""
+        if self._recording is None:
+            self._recording = self._take.finish(source_duration=self.seconds)
+        return self._recording
 
     def close_segments(self) -> list[Segment]:
         """Close the live segments still open (end of stream)."""

@@ -3,9 +3,10 @@
 import gradio as gr
 import numpy as np
 import pytest
+import soundfile as sf
 
 import app
-from app_live import NOTHING_RECORDED, TAKE_DIR, make_live, now_playing, rolling_frame
+from app_live import NOTHING_RECORDED, make_live, now_playing, rolling_frame, take_folder
 from conftest import tone
 from instrusense.model import load_tagger
 from instrusense.settings import load_settings
@@ -18,7 +19,7 @@ def handlers(tiny_whisper):
     return settings, analyze, make_live(settings, load_tagger(tiny_whisper), analyze)
 
 
-def test_live_view_rolls_and_stop_gives_the_upload_analysis_of_the_take(handlers, write_audio):
+def test_live_view_rolls_and_stop_gives_the_upload_analysis_of_the_take(handlers):
     settings, analyze, (on_chunk, on_stop) = handlers
     take = np.round(tone(7.0, 48000, channels=2) * 32767).astype(np.int16)  # what a browser microphone sends
     session, frames = None, []
@@ -31,11 +32,15 @@ def test_live_view_rolls_and_stop_gives_the_upload_analysis_of_the_take(handlers
     times = sorted({row[0] for row in last})
     assert times[0] >= 7.0 - settings.live_view_seconds - 1e-9 and times[-1] == pytest.approx(7.0)  # rolling
     *shown, state = on_stop(session)
-    upload = analyze(write_audio("take.wav", data=take, rate=48000, subtype="PCM_16"))
+    uploaded = take_folder().parent / "test-app-live" / "take.wav"  # the handler reads only uploads
+    uploaded.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(uploaded), take, 48000, subtype="PCM_16")
+    upload = analyze(str(uploaded))
+    uploaded.unlink()
     assert state is None  # the session's memory is released at Stop
     record, upload_record = shown[5], upload[5]
     assert record["file"].startswith("live-") and {**record, "file": "x"} == {**upload_record, "file": "x"}
-    assert shown[0] == upload[0] and list(TAKE_DIR.rglob("*.wav")) == []  # the take file is gone
+    assert shown[0] == upload[0] and list(take_folder().rglob("live-*.wav")) == []  # the take file is gone
 
 
 def test_live_mode_refuses_what_it_cannot_use(handlers):

@@ -65,8 +65,8 @@ def served_app():
     def recording_make_analyze(settings):
         analyze, error = make_analyze(settings)
 
-        def analyze_and_keep(path):
-            results.append(analyze(path))
+        def analyze_and_keep(path, *args):
+            results.append(analyze(path, *args))
             return results[-1]
 
         return analyze_and_keep, error
@@ -78,7 +78,7 @@ def served_app():
 
     def write_and_keep(path, data, rate, **kwargs):  # the take, kept to upload it afterwards
         write(path, data, rate, **kwargs)
-        takes.append(app_live.TAKE_DIR / f"kept-{Path(str(path)).name}")
+        takes.append(app_live.take_folder() / f"kept-{Path(str(path)).name}")
         write(str(takes[-1]), data, rate, **kwargs)
 
     app.make_analyze = recording_make_analyze
@@ -137,7 +137,7 @@ def test_live_mode_rolls_while_recording_and_ends_with_the_upload_analysis(live_
     assert take_record["file"].startswith("live-") and 11.5 <= take_record["duration"] <= 16.5
     assert {**take_record, "file": ""} == {**upload_record, "file": ""}
     # and close to the source file (the browser's capture is not bit-exact: resampled, offset)
-    source = make_analyze(load_settings({}))[0](str(fake_microphone))[5]
+    source = make_analyze(load_settings({}), uploads=fake_microphone.parent)[0](str(fake_microphone))[5]
     assert take_record["labels"][0]["label"] == source["labels"][0]["label"] == "acoustic_guitar"
     assert any(s["label"] == "acoustic_guitar" and abs(s["start"] - g["start"]) <= 1.5
                for s in take_record["segments"] for g in source["segments"] if g["label"] == "acoustic_guitar")
