@@ -144,6 +144,8 @@ class StreamAnalyser:
         self.history: deque[Hop] = deque(maxlen=math.ceil(settings.live_view_seconds / self.hop_s) + 1)
         self._take = RecordingBuilder(self.rate, tagger.sampling_rate)  # at the model's rate: 38 MB per 10 min
         self._take_cap = int(math.ceil(settings.max_duration_seconds * self.rate))  # as `decode` cuts a file
+        self._kept = 0
+        self._unpushed: list[np.ndarray] = []  # pushed to the builder a second at a time: one resampling call each
         self._recording: Recording | None = None
         self._fed = 0
         self._tail = np.zeros(0, np.float32)
@@ -171,8 +173,12 @@ class StreamAnalyser:
                               "(INSTRUSENSE_STREAM_MAX_CHUNK_SECONDS). Send smaller chunks.")
         if self._recording is not None:
             raise StreamError("This stream has finished; start a new one.")
-        if self._take.samples_in < self._take_cap:
-            self._take.push(mono[:self._take_cap - self._take.samples_in])
+        if self._kept < self._take_cap:
+            part = mono[:self._take_cap - self._kept].copy()
+            self._kept += len(part)
+            self._unpushed.append(part)
+            if self._kept - self._take.samples_in >= self.rate:
+                self._push_take()
         live = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
         if live.size:
             self._peak = max(self._peak, float(np.abs(live).max()))
@@ -200,8 +206,14 @@ class StreamAnalyser:
     def recording(self) -> Recording:
         """The take as the analysis reads it (at the model's rate, cleaned); ends the stream."""
         if self._recording is None:
+            self._push_take()
             self._recording = self._take.finish(source_duration=self.seconds)
         return self._recording
+
+    def _push_take(self) -> None:
+        if self._unpushed:
+            self._take.push(np.concatenate(self._unpushed))
+            self._unpushed = []
 
     def close_segments(self) -> list[Segment]:
         """Close the live segments still open (end of stream)."""
