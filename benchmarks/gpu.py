@@ -110,8 +110,8 @@ def training(model: str, dataset: str, folder: Path, steps: int, workers: list[i
 
 
 def evaluation(model: str, dataset: str) -> dict:
-    from finetune.clips import load_clips
-    from finetune.evaluate import hf_scorer, score_parts
+    from finetune.data.clips import load_clips
+    from finetune.evaluation.evaluate import hf_scorer, score_parts
 
     splits = {"real": load_clips(dataset, "real")}
     out = {}

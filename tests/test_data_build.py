@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("fluidsynth")
 datasets = pytest.importorskip("datasets")
 
-from finetune.build import build  # noqa: E402
-from finetune.sources import SOURCES  # noqa: E402
+from finetune.data.build import build  # noqa: E402
+from finetune.data.sources import SOURCES  # noqa: E402
 from instrusense.taxonomy import LABEL_INDEX  # noqa: E402
 
 SMALL = ("timgm6mb", "sf_gmbank")
@@ -114,8 +114,8 @@ def test_holdout_must_leave_training_sources(tmp_path):
 
 @pytest.mark.skipif(not (REAL_EVAL / "labels.csv").is_file(), reason="shared/real-eval not beside the clone")
 def test_real_split_loads_real_eval():
-    from finetune.real import real_eval_rows
-    from finetune.schema import features
+    from finetune.data.real import real_eval_rows
+    from finetune.data.schema import features
 
     rows = list(real_eval_rows(REAL_EVAL))
     assert len(rows) == 159
@@ -129,7 +129,7 @@ def test_real_split_loads_real_eval():
 
 
 def test_cli_writes_a_loadable_dataset(tmp_path):
-    from finetune.data import main
+    from finetune.data.__main__ import main
 
     out = tmp_path / "cli"
     assert main(["--out", str(out), "--hours", str(10 * CLIP / 3600), "--clip-seconds", str(CLIP), "--seed", "1",

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 FPS = 10
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REAL_EVAL_DIR = REPO.parent / "shared" / "real-eval"
 SONIC_PI_DIR = Path("/usr/share/sonic-pi/samples")
 LMMS_DIR = Path("/usr/share/lmms/samples")
