@@ -74,7 +74,7 @@ def _stage_commands(s: dict, written_to: str | None = None) -> list[str]:
     for a in s["averaged"]:
         if a.get("run"):
             out += _chain_commands(a["run"])
-    out.append(f"python -m finetune.average --out {shlex.quote(s.get('out') or written_to or 'DIR')} "
+    out.append(f"python -m finetune.average --out {shlex.quote(s.get('out') or written_to or 'DIR')} --models "
                + " ".join(shlex.quote(a["path"]) for a in s["averaged"]))
     return list(dict.fromkeys(out))
 

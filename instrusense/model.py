@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 HOW_TO_GET_A_MODEL = (
     "Get the default model by cloning the repository with its models/instrusense folder, train one "
-    "with `python -m finetune.train` (see README, 'Training'), or point INSTRUSENSE_MODEL / --model at "
+    "with `python -m finetune.train` (see finetune/README.md), or point INSTRUSENSE_MODEL / --model at "
     "a local checkpoint directory or a Hugging Face Hub id of an audio-classification model."
 )
 

@@ -58,6 +58,7 @@ def speech_16k(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_parser_reads_header_and_encoder_variables(ct2_model: ct2.Ct2Model) -> None:
     assert ct2_model.spec == "WhisperSpec"
     assert ct2_model.revision >= 1
@@ -138,6 +139,7 @@ def test_parser_rejects_truncated_and_trailing_data() -> None:
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mapping_covers_every_tensor(ct2_model: ct2.Ct2Model) -> None:
     state = iw.ct2_to_hf_state_dict(ct2.load_ct2_variables_from(ct2_model))
     # 245 = WhisperForConditionalGeneration's 246 state-dict entries minus the tied proj_out.
@@ -146,6 +148,7 @@ def test_mapping_covers_every_tensor(ct2_model: ct2.Ct2Model) -> None:
     assert "model.encoder.layers.0.self_attn.k_proj.bias" not in state
 
 
+@pytest.mark.slow
 def test_mapping_fails_loudly(ct2_model: ct2.Ct2Model) -> None:
     variables = ct2.load_ct2_variables_from(ct2_model)
     with pytest.raises(ValueError, match="unmapped"):
@@ -165,6 +168,7 @@ def test_mapping_fails_loudly(ct2_model: ct2.Ct2Model) -> None:
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_convert_is_idempotent(converted: Path) -> None:
     weights = converted / "model.safetensors"
     before = weights.stat().st_mtime_ns
@@ -178,6 +182,7 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
 
 
+@pytest.mark.slow
 def test_converted_model_transcribes_speech(converted: Path, speech_16k: np.ndarray) -> None:
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
@@ -193,6 +198,7 @@ def test_converted_model_transcribes_speech(converted: Path, speech_16k: np.ndar
     assert recall >= 0.8, f"transcript {transcript!r} recalls only {recall:.0%} of {SENTENCE!r}"
 
 
+@pytest.mark.slow
 def test_audio_classification_loads_encoder(converted: Path) -> None:
     """The instrument classifier will start from WhisperForAudioClassification: it must pick up
     every encoder weight (only its new head may be missing) and give finite hidden states."""

@@ -65,7 +65,7 @@ def test_shipped_card_recipe_matches_its_run():
         assert "averaged_from.json" in card
         commands = card[card.index("```bash"):card.index("```", card.index("```bash") + 3)]
         paths = [a["path"] for a in record["averaged"]]
-        assert commands.rstrip().endswith(f"python -m finetune.average --out {record['out']} " + " ".join(paths))
+        assert commands.rstrip().endswith(f"python -m finetune.average --out {record['out']} --models " + " ".join(paths))
 
 
 def test_a_continued_run_lists_every_stages_command_and_the_total_wall_time():
@@ -95,7 +95,7 @@ def test_a_restart_from_a_weight_average_lists_the_averaged_runs_commands_once()
     commands = card[card.index("```bash"):]
     assert commands.count("--max_steps 6000") == 1  # the shared first stage once
     # the average was not told where it went, so its directory is where the restart read it
-    assert "python -m finetune.average --out runs/soup runs/a runs/b\npython -m finetune.train --init_from runs/soup" in commands
+    assert "python -m finetune.average --out runs/soup --models runs/a runs/b\npython -m finetune.train --init_from runs/soup" in commands
 
 
 def test_a_shipped_average_describes_its_last_model_and_ends_with_the_average():
@@ -109,7 +109,7 @@ def test_a_shipped_average_describes_its_last_model_and_ends_with_the_average():
     assert "2000 steps, seed 7" in card and "uniform average of 2 fine-tuned models" in card
     commands = card[card.index("```bash"):]
     assert commands.count("--max_steps 6000") == 1 and "ignored" not in commands
-    assert "--seed 7\npython -m finetune.average --out runs/avg models/instrusense runs/r/model\n```" in commands
+    assert "--seed 7\npython -m finetune.average --out runs/avg --models models/instrusense runs/r/model\n```" in commands
     # wall time: this stage (10 min of HISTORY) plus every other averaged stage once (120 min)
     assert "10 min for this stage (130 min with every stage behind the average)" in card
     # the last averaged model also stands in another's lineage (as a copy): its time is counted once
