@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("fluidsynth")
 
 from finetune.data.music import DRUM_KINDS, GENERATORS, NOTE_RANGE_EXTRA, Note, Part, choose_kind, make_part  # noqa: E402
-from finetune.data.render import FPS, SAMPLE_RATE, FluidRenderer, activity, assemble, probe_programs  # noqa: E402
+from finetune.data.render import FluidRenderer, activity, assemble, probe_programs  # noqa: E402
+from finetune.data.schema import FPS, SAMPLE_RATE  # noqa: E402
 from finetune.data.sources import SOURCES, load_programs  # noqa: E402
 from instrusense.taxonomy import LABEL_INDEX, LABELS  # noqa: E402
 

@@ -25,8 +25,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from finetune.data.music import Part, choose_kind, make_part
-from finetune.data.render import SAMPLE_RATE, assemble, make_renderer, probe_programs, render_parts
-from finetune.data.schema import features
+from finetune.data.render import assemble, make_renderer, probe_programs, render_parts
+from finetune.data.schema import SAMPLE_RATE, features
 from finetune.data.sources import SOURCES, Program
 
 log = logging.getLogger(__name__)

@@ -18,12 +18,11 @@ import numpy as np
 
 from finetune.data.midi import write_midi
 from finetune.data.music import Note, Part
+from finetune.data.schema import FPS, SAMPLE_RATE
 from finetune.data.sources import Program, Source, load_programs, timidity_drum_keys, timidity_programs
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-FPS = 10  # activity frames per second
 SILENCE_PEAK = 1e-3  # a rendered part quieter than this (float full scale) counts as silent
 ACTIVITY_GATE_DB = -45.0  # a note-on frame counts as sounding if its RMS is above peak-frame RMS + this
 DRUM_HIT_SECONDS = 0.3
