@@ -23,10 +23,10 @@ def _stack(waves, sampling_rate, return_tensors):
 
 
 def _raw_batch(clips, **options):
-    """Batch 0 of 64 unaugmented 3 s tone examples: (waves as numpy, targets)."""
+    """Batch 0 of 32 unaugmented 3 s tone examples: (waves as numpy, targets)."""
     from finetune.batches import TrainBatches
 
-    inputs, targets = TrainBatches(clips, _stack, 48000, 64, seed=3, augment=False, **options).batch(0)
+    inputs, targets = TrainBatches(clips, _stack, 48000, 32, seed=3, augment=False, **options).batch(0)
     return inputs["input_values"].numpy(), targets
 
 
@@ -41,7 +41,7 @@ def test_mixing_sums_other_clips_and_their_labels():
     waves, m_tg = _raw_batch(clips, mix_fraction=1.0)
     assert (p_tg.sum(1) == 1).all()
     assert (m_tg.sum(1) >= 1).all() and m_tg.sum(1).max() <= 3 and (m_tg.sum(1) >= 2).float().mean() > 0.5
-    assert np.isfinite(waves).all() and waves.shape == (64, 48000)
+    assert np.isfinite(waves).all() and waves.shape == (32, 48000)
     # the mixture keeps the level of the example it was built on, so loudness stays a training variable
     clip_peaks = np.array([np.abs(w).max() for w in clips.waves])
     peaks = np.abs(waves).max(1)
@@ -57,7 +57,7 @@ def test_mixing_sums_other_clips_and_their_labels():
 
 def test_pitch_shift_plays_clips_faster_or_slower_and_keeps_the_labels():
     waves, s_tg = _raw_batch(_tone_clips(), pitch_shift=2.0)
-    assert waves.shape == (64, 48000) and np.isfinite(waves).all()
+    assert waves.shape == (32, 48000) and np.isfinite(waves).all()
     assert (s_tg.sum(1) == 1).all()
     f0 = np.array([{"flute": 880.0, "cello": 110.0, "piano": 440.0, "tuba": 55.0}[LABELS[int(t.argmax())]]
                    for t in s_tg.numpy()])

@@ -61,7 +61,8 @@ def test_selection_command_scores_both_models_and_refuses_a_model_no_better_than
         eval_dataset, tiny_whisper, tmp_path, capsys):
     from finetune.evaluation.selection import main as selection_main
 
-    assert selection_main([tiny_whisper, "--shipped", tiny_whisper, "--dataset", eval_dataset, "--device", "cpu"]) == 1
+    assert selection_main(["--candidate", tiny_whisper, "--shipped", tiny_whisper, "--dataset", eval_dataset,
+                           "--device", "cpu"]) == 1
     out = capsys.readouterr().out
     assert "| validation mAP (all held-out clips) higher | **no** |" in out and "may not replace" in out
-    assert selection_main([str(tmp_path / "missing"), "--shipped", tiny_whisper, "--dataset", eval_dataset]) == 2
+    assert selection_main(["--candidate", str(tmp_path / "missing"), "--shipped", tiny_whisper, "--dataset", eval_dataset]) == 2
