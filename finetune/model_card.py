@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,7 +104,8 @@ def eval_results(results: dict, model_key: str = "whisper") -> list[EvalResult]:
     for row, metrics in rows.items():
         for key, kind, name in (("top1", "accuracy", "top-1 accuracy"), ("mAP", "map", "mAP")):
             if metrics.get(key) is not None:
-                out.append(EvalResult(task_type="audio-classification", dataset_type="instrusense-eval",
+                slug = re.sub(r"[^a-z0-9]+", "-", row.lower()).strip("-")  # one model-index entry per row
+                out.append(EvalResult(task_type="audio-classification", dataset_type=f"instrusense-{slug}",
                                       dataset_name=row, metric_type=kind, metric_name=name,
                                       metric_value=round(float(metrics[key]), 4)))
     return out
