@@ -6,22 +6,30 @@ analysis is served as the API endpoint ``/analyze``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import tempfile
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
+import anyio
 import gradio as gr
-import numpy as np
+from gradio.context import LocalContext
+from gradio.utils import get_upload_folder
 from gradio_client.utils import is_http_url_like
+from starlette.requests import ClientDisconnect
 
+from instrusense.admission import Busy, Slots, client_key, queue_refusal
 from instrusense.analysis import Analysis, analyze_file
 from instrusense.audio import AudioError
 from instrusense.export import analysis_record, audacity_labels, segments_csv
+from instrusense.housekeeping import every, prune
 from instrusense.logs import configure_logging, fields
-from instrusense.model import ModelUnavailableError, Tagger, tagger_for
+from instrusense.model import ModelUnavailableError, Stopped, Tagger, tagger_for
 from instrusense.plot import label_plot
 from instrusense.settings import REPO_ROOT, Settings, load_settings
 from instrusense.taxonomy import display_name
@@ -29,8 +37,8 @@ from instrusense.taxonomy import display_name
 log = logging.getLogger("instrusense.app")
 EXAMPLES_DIR = REPO_ROOT / "examples"
 EXPORT_DIR = Path(tempfile.gettempdir()) / "instrusense-exports"
-EXPORT_MAX_AGE_S = 3600
 NOT_AN_UPLOAD = "Send the recording itself as a file upload; URLs and server paths are not accepted."
+BUSY = "InstruSense is busy, try again in a moment: {reason}."
 
 
 def _load(settings: Settings) -> tuple[Tagger | None, str | None]:
@@ -42,15 +50,8 @@ def _load(settings: Settings) -> tuple[Tagger | None, str | None]:
 
 
 def _write_exports(analysis: Analysis, stem: str) -> tuple[str, str]:
-    """CSV and Audacity files for download; old ones are pruned so the folder stays small."""
-    EXPORT_DIR.mkdir(parents=True, exist_ok=True)
-    cutoff = time.time() - EXPORT_MAX_AGE_S
-    for old in EXPORT_DIR.iterdir():
-        try:
-            if old.stat().st_mtime < cutoff:
-                old.unlink()
-        except FileNotFoundError:  # pruned meanwhile by a concurrent request
-            pass
+    """CSV and Audacity files for download."""
+    EXPORT_DIR.mkdir(parents=True, exist_ok=True)  # bounded by `_tidy`
     tag = uuid.uuid4().hex[:8]
     csv_path = EXPORT_DIR / f"{stem}-{tag}-segments.csv"
     aud_path = EXPORT_DIR / f"{stem}-{tag}-audacity-labels.txt"
@@ -70,70 +71,77 @@ def _uploads_only(audio: gr.Audio) -> gr.Audio:
 
     async def move_upload(url_or_file_path: str | Path | None) -> str | None:
         if is_http_url_like(str(url_or_file_path)):
-            raise gr.Error(NOT_AN_UPLOAD)
+            raise _failure(NOT_AN_UPLOAD, "rejected")
         return await move(url_or_file_path)
 
     audio.async_move_resource_to_block_cache = move_upload  # type: ignore[method-assign]
     return audio
 
 
-class RequestTimeout(Exception):
-    """The request's analysis ran past INSTRUSENSE_REQUEST_TIMEOUT_SECONDS."""
+def _inside(path: str, root: Path) -> bool:
+    """Whether `path` names a file inside `root` (Gradio's upload folder), whatever the payload claimed."""
+    if is_http_url_like(path):
+        return False
+    try:
+        return Path(path).resolve().is_relative_to(root)
+    except (OSError, ValueError):
+        return False
 
 
 def _failure(message: str, outcome: str) -> gr.Error:
-    """The error the user sees, tagged with the outcome the request log records."""
-    error = gr.Error(message)
+    """The error the user sees, tagged with the outcome the request log records.
+
+    It stays on screen until closed; no traceback is printed (an unexpected error logs its own).
+    """
+    error = gr.Error(message, duration=None, print_exception=False)
     error.outcome = outcome  # type: ignore[attr-defined]
     return error
 
 
-class _Deadline:
-    """The shared tagger as one request sees it: it gives up between batches once the time is spent."""
+def make_analyze(settings: Settings, uploads: str | Path | None = None):
+    """The request handler, bound to one loaded model (loaded once, shared by all requests).
 
-    def __init__(self, tagger: Tagger, seconds: float):
-        self._tagger, self._deadline = tagger, time.monotonic() + seconds
-
-    def __getattr__(self, name: str):
-        return getattr(self._tagger, name)
-
-    def predict(self, windows: np.ndarray, batch_size: int) -> np.ndarray:
-        parts = []
-        for i in range(0, len(windows), batch_size):
-            if time.monotonic() > self._deadline:
-                raise RequestTimeout
-            parts.append(self._tagger.predict(windows[i:i + batch_size], batch_size))
-        return np.concatenate(parts) if parts else self._tagger.predict(windows, batch_size)
-
-
-def make_analyze(settings: Settings):
-    """The request handler, bound to one loaded model (loaded once, shared by all requests)."""
+    `handle(audio_path, should_stop=None)` analyses only files inside `uploads` (Gradio's upload
+    folder by default), at most `concurrency_limit` at once, each stopping between model batches once
+    `should_stop` is set or its time (INSTRUSENSE_REQUEST_TIMEOUT_SECONDS) is spent.
+    """
     tagger, model_error = _load(settings)
+    slots = Slots(settings.concurrency_limit)
+    root = Path(uploads or get_upload_folder()).resolve()
+    limit = settings.request_timeout_seconds
 
-    def run(audio_path: str | None) -> Analysis:
+    def run(audio_path: str | None, should_stop: threading.Event | None) -> Analysis:
         """The analysis, or a `gr.Error` whose message is fit for the user."""
         if tagger is None:
             raise _failure(f"No model loaded. {model_error}", "no_model")
         if not audio_path:
             raise _failure("Record or upload a recording first.", "rejected")
+        if not _inside(audio_path, root):
+            raise _failure(NOT_AN_UPLOAD, "rejected")
         try:
-            return analyze_file(audio_path, _Deadline(tagger, settings.request_timeout_seconds), settings)
+            with slots.hold(limit, should_stop):  # time waiting for a slot does not count
+                deadline = time.monotonic() + limit
+                told = should_stop.is_set if should_stop is not None else lambda: False
+                return analyze_file(audio_path, tagger, settings, lambda: told() or time.monotonic() > deadline)
         except AudioError as exc:
             raise _failure(str(exc), "rejected") from None
-        except RequestTimeout:
-            raise _failure(f"The analysis took longer than the {settings.request_timeout_seconds:g} s allowed per "
-                           "request (INSTRUSENSE_REQUEST_TIMEOUT_SECONDS). Try a shorter recording.",
-                           "timeout") from None
-        except Exception as exc:  # no traceback reaches a user
+        except Busy as exc:
+            raise _failure(BUSY.format(reason=exc), "busy") from None
+        except Stopped:
+            if should_stop is not None and should_stop.is_set():
+                raise _failure("The request was cancelled.", "cancelled") from None
+            raise _failure(f"The analysis took longer than the {limit:g} s allowed per request "
+                           "(INSTRUSENSE_REQUEST_TIMEOUT_SECONDS). Try a shorter recording.", "timeout") from None
+        except Exception as exc:  # no traceback reaches a user; the log keeps it
             log.exception("analysis failed on %s", Path(audio_path).name)
             raise _failure(f"Internal error while analysing the recording ({type(exc).__name__}).", "error") from None
 
-    def analyze(audio_path: str | None):
+    def handle(audio_path: str | None, should_stop: threading.Event | None = None):
         started = time.perf_counter()
         name = Path(audio_path).name if audio_path else ""
-        size = os.path.getsize(audio_path) if audio_path and os.path.isfile(audio_path) else 0
+        size = os.path.getsize(audio_path) if audio_path and _inside(audio_path, root) and os.path.isfile(audio_path) else 0
         try:
-            analysis = run(audio_path)
+            analysis = run(audio_path, should_stop)
         except gr.Error as exc:  # one log line per request, whatever its outcome
             log.info("request %s", fields(outcome=getattr(exc, "outcome", "rejected"), file=name, bytes=size,
                                           audio_seconds=0.0, seconds=time.perf_counter() - started,
@@ -153,12 +161,120 @@ def make_analyze(settings: Settings):
                                       seconds=time.perf_counter() - started, notices=len(analysis.notices)))
         return ranking, plot, table, csv_file, audacity_file, record, notes
 
-    return analyze, model_error
+    return handle, model_error
+
+
+def _cancellable(handle, reasons: OrderedDict):
+    """The handler as Gradio runs it: in a worker thread told to stop when the request is cancelled
+    (Gradio cancels this coroutine) or abandoned (its client closed the event stream, which Gradio
+    marks on the queued event). Gradio frees the request's slot at once; `Slots` counts the thread
+    until it has stopped."""
+
+    async def analyze(audio_path: str | None, request: gr.Request):
+        stop = threading.Event()
+        blocks = LocalContext.blocks.get(None)
+        queue = getattr(blocks, "_queue", None)
+        event = queue.event_ids_to_events.get(LocalContext.event_id.get(None)) if queue else None
+
+        async def watch() -> None:
+            while event is None or event.alive:
+                await asyncio.sleep(0.2)
+            stop.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await anyio.to_thread.run_sync(handle, audio_path, stop, abandon_on_cancel=True)
+        except gr.Error as exc:  # shown beside the input until the next analysis
+            reasons[request.session_hash] = exc.message
+            while len(reasons) > 1024:
+                reasons.popitem(last=False)
+            raise
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        finally:
+            watcher.cancel()
+
+    return analyze
+
+
+def _refusals_as_messages(demo: gr.Blocks) -> None:
+    """A payload Gradio refuses before the handler (a server path, a bare string) gets the app's
+    message and one log line, not a silent ``{"error": null}`` and a traceback."""
+    preprocess = demo.preprocess_data
+
+    async def checked(*args, **kwargs):
+        try:
+            return await preprocess(*args, **kwargs)
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, gr.Error) else NOT_AN_UPLOAD
+            log.info("request %s", fields(outcome="rejected", file="", bytes=0, audio_seconds=0.0, seconds=0.0,
+                                          reason=reason))
+            log.debug("payload refused before analysis: %s", exc)
+            raise _failure(reason, "rejected") from None
+
+    demo.preprocess_data = checked  # type: ignore[method-assign]
+
+
+def _bound_queue(demo: gr.Blocks, settings: Settings) -> None:
+    """Refuse, as busy, a request beyond the queue's size or its client's share of it."""
+    queue = demo._queue
+    push = queue.push
+
+    def sender(request) -> str:
+        return client_key(request.client.host if request and request.client else None,
+                          request.headers.get("x-forwarded-for") if request else None)
+
+    async def bounded_push(body, request, username):
+        events = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
+        events += [e for job in queue.active_jobs if job for e in job]
+        reason = queue_refusal([sender(e.request) for e in events], sender(request),
+                               settings.queue_max_size, settings.queue_per_client)
+        if reason is None:
+            return await push(body, request, username)
+        log.info("request %s", fields(outcome="busy", file="", bytes=0, audio_seconds=0.0, seconds=0.0, reason=reason))
+        return False, BUSY.format(reason=reason), "queue_full"  # HTTP 503 with this message
+
+    queue.push = bounded_push  # type: ignore[method-assign]
+
+
+def _upload_cut_off(record: logging.LogRecord) -> bool:
+    """A client that vanishes mid-upload is expected on a public server: one line, not a traceback.
+    (Its partial file is removed by `_tidy`.)"""
+    if record.exc_info and isinstance(record.exc_info[1], ClientDisconnect):
+        record.msg, record.args, record.exc_info, record.exc_text = "an upload was cut off by its client", (), None, None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
+
+
+def _tidy(demo: gr.Blocks, settings: Settings, uploads: Path) -> None:
+    """Bound the upload and export folders: old, oversized and cut-off uploads go (examples stay)."""
+    keep = {Path(p).resolve().parent for b in demo.blocks.values() for p in getattr(b, "keep_in_cache", ())}
+    bounds = dict(max_age_seconds=settings.upload_max_age_seconds,
+                  max_total_bytes=int(settings.upload_max_total_mb * 1e6))
+    prune(uploads, partial_prefix="tmp", partial_idle_seconds=settings.cleanup_interval_seconds, keep=keep, **bounds)
+    prune(EXPORT_DIR, **bounds)
+
+
+def _keep_tidy(demo: gr.Blocks, settings: Settings) -> None:
+    """Run `_tidy` now and every CLEANUP_INTERVAL_SECONDS until the app is closed."""
+    uploads = Path(get_upload_folder())
+    _tidy(demo, settings, uploads)
+
+    def job() -> None:
+        if demo._queue.stopped:
+            stop.set()
+        else:
+            _tidy(demo, settings, uploads)
+
+    stop = every(settings.cleanup_interval_seconds, job, "instrusense-cleanup")
 
 
 def build_app(settings: Settings | None = None) -> gr.Blocks:
     settings = settings or load_settings()
-    analyze, model_error = make_analyze(settings)
+    handle, model_error = make_analyze(settings)
+    reasons: OrderedDict[str, str] = OrderedDict()
+    analyze = _cancellable(handle, reasons)
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.flac")) if EXAMPLES_DIR.is_dir() else []
     with gr.Blocks(title="InstruSense", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# InstruSense\nWhich instruments play in a recording, and when. "
@@ -169,6 +285,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             with gr.Column(scale=1):
                 audio = _uploads_only(gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording"))
                 button = gr.Button("Analyse", variant="primary")
+                refusal = gr.Markdown(elem_id="refusal")  # why the last request was not analysed
                 if examples:
                     gr.Examples(examples=[[e] for e in examples], inputs=[audio], label="Example recordings")
             with gr.Column(scale=1):
@@ -184,9 +301,21 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             record = gr.JSON()
         outputs = [ranking, plot, table, csv_file, audacity_file, record, notes]
         # Both events share one concurrency limit: one model, at most `concurrency_limit` analyses at once.
-        button.click(analyze, inputs=[audio], outputs=outputs, api_name="analyze", concurrency_id="analysis")
-        audio.stop_recording(analyze, inputs=[audio], outputs=outputs, api_name=False, concurrency_id="analysis")
-    demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=None)  # beyond capacity: wait
+        events = [button.click(analyze, inputs=[audio], outputs=outputs, api_name="analyze", concurrency_id="analysis"),
+                  audio.stop_recording(analyze, inputs=[audio], outputs=outputs, api_name=False,
+                                       concurrency_id="analysis")]
+
+        def last_refusal(request: gr.Request) -> str:
+            return f"**Not analysed:** {reasons.get(request.session_hash, 'the request failed.')}"
+
+        for event in events:
+            event.failure(last_refusal, None, refusal, api_name=False, queue=False)
+            event.success(lambda: "", None, refusal, api_name=False, queue=False)
+    demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
+    _bound_queue(demo, settings)
+    _refusals_as_messages(demo)
+    _keep_tidy(demo, settings)
+    logging.getLogger("uvicorn.error").addFilter(_upload_cut_off)  # the same function each time: added once
     return demo
 
 

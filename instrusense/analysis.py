@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from instrusense.audio import Recording, load_audio, rms_dbfs
-from instrusense.model import Tagger
+from instrusense.model import StopSignal, Tagger, check_stop
 from instrusense.scores import Segment, clip_confidence, extract_segments
 from instrusense.settings import Settings
 from instrusense.taxonomy import FAMILY_OF, LABELS
@@ -57,8 +57,12 @@ def _fmt_minutes(seconds: float) -> str:
     return f"{m}:{s:02d}"
 
 
-def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings) -> Analysis:
-    """Run the model over windows of a decoded recording and summarise what plays when."""
+def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings,
+                      should_stop: StopSignal | None = None) -> Analysis:
+    """Run the model over windows of a decoded recording and summarise what plays when.
+
+    `should_stop` is checked between model batches (see `Tagger.predict`); it raises `Stopped`.
+    """
     notices: list[str] = []
     if rec.truncated:
         notices.append(f"Only the first {_fmt_minutes(rec.duration)} of {_fmt_minutes(rec.source_duration)} "
@@ -77,7 +81,7 @@ def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings) -> Ana
     if loud.any():
         peak = float(np.abs(rec.samples).max())
         gain = np.float32(0.9 / peak) if peak > 0 else np.float32(1.0)
-        probs[loud] = tagger.predict(windows[loud] * gain, settings.batch_size)
+        probs[loud] = tagger.predict(windows[loud] * gain, settings.batch_size, should_stop)
     else:
         notices.append(SILENT_MESSAGE)
 
@@ -91,8 +95,10 @@ def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings) -> Ana
                     segments=segments, timeline=Timeline(starts, ends, probs), notices=notices)
 
 
-def analyze_file(path: str | Path, tagger: Tagger, settings: Settings) -> Analysis:
-    """Decode a file and analyse it. Raises `AudioError` for unusable input."""
+def analyze_file(path: str | Path, tagger: Tagger, settings: Settings,
+                 should_stop: StopSignal | None = None) -> Analysis:
+    """Decode a file and analyse it. Raises `AudioError` for unusable input, `Stopped` when told to stop."""
     rec = load_audio(path, tagger.sampling_rate, max_seconds=settings.max_duration_seconds,
                      min_seconds=settings.min_duration_seconds)
-    return analyze_recording(rec, tagger, settings)
+    check_stop(should_stop)
+    return analyze_recording(rec, tagger, settings, should_stop)

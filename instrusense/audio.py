@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +18,14 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from instrusense.native_output import native_output_to_log
+
 log = logging.getLogger(__name__)
 
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 384_000
 _MAX_FILTER_TAPS = 1 << 21  # bounds torchaudio's resampling filter bank (~8 MB of float32)
-_BLOCK_SAMPLES = 1 << 22  # decode in blocks of ~16 MB so that many-channel files never sit in memory whole
+_BLOCK_SAMPLES = 1 << 20  # decode in blocks of ~4 MB: memory follows what is analysed, not the file
 
 
 class AudioError(ValueError):
@@ -52,39 +56,66 @@ def to_mono(frames: np.ndarray) -> np.ndarray:
     return frames if frames.ndim == 1 else frames.mean(axis=1, dtype=np.float32)
 
 
-def clean(samples: np.ndarray) -> tuple[np.ndarray, int]:
-    """Replace NaN/Inf by silence and bring over-range float audio back into [-1, 1].
-
-    Returns the cleaned copy and how many samples were not finite.
-    """
-    samples = np.asarray(samples, dtype=np.float32)
-    bad = ~np.isfinite(samples)
-    n_bad = int(bad.sum())
-    if n_bad:
-        samples = np.where(bad, np.float32(0.0), samples)
-    peak = max(float(samples.max()), -float(samples.min())) if samples.size else 0.0  # no |x| copy
-    if peak > 1.0:
-        samples = samples / np.float32(peak)
-    return samples, n_bad
-
-
 def resample(samples: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
-    """Band-limited resampling (torchaudio's windowed sinc) to ``round(len * new / orig)`` samples.
-
-    torchaudio's filter bank holds (orig/g)·(new/g) taps, g = gcd(orig, new): a few thousand for the usual
-    rates, but tens of GB for an odd one such as 383 999 Hz. Such a rate is first rounded to the nearest
-    rate with a small filter bank (a change of at most 0.1 %, which the tagger does not hear), so memory
-    stays bounded whatever a file's header claims.
-    """
+    """Band-limited resampling (torchaudio's windowed sinc) to ``round(len * new / orig)`` samples."""
     if orig_rate == new_rate or samples.size == 0:
         return samples.astype(np.float32, copy=False)
-    target = round(len(samples) * new_rate / orig_rate)
-    rate = _tractable_rate(orig_rate, new_rate)
-    if rate == new_rate:
-        out = np.asarray(samples, dtype=np.float32)
-    else:
-        out = AF.resample(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), rate, new_rate).numpy()
-    return out[:target] if len(out) >= target else np.pad(out, (0, target - len(out)))
+    resampler = BlockResampler(orig_rate, new_rate)
+    out = np.concatenate([resampler.push(np.asarray(samples, np.float32)), resampler.flush()])
+    return _fit(out, round(len(samples) * new_rate / orig_rate))
+
+
+def _fit(samples: np.ndarray, length: int) -> np.ndarray:
+    return samples[:length] if len(samples) >= length else np.pad(samples, (0, length - len(samples)))
+
+
+class BlockResampler:
+    """torchaudio's resampling fed block by block, equal to resampling the whole signal at once.
+
+    Memory is bounded by one block, not by the recording: a 0.9 MB FLAC can hold 11 minutes at
+    384 kHz (1 GB as float32). Blocks are cut at multiples of the rate ratio's input period and get
+    the sinc filter's reach of context on each side, so each output sample sees the input it would
+    see in one pass. torchaudio's filter bank holds (orig/g)·(new/g) taps, g = gcd(orig, new): a few
+    thousand for the usual rates, but tens of GB for an odd one such as 383 999 Hz. Such a rate is
+    first rounded to the nearest rate with a small filter bank (a change of at most 0.1 %, which the
+    tagger does not hear), so memory stays bounded whatever a file's header claims.
+    """
+
+    def __init__(self, orig_rate: int, new_rate: int):
+        self.rate, self.new_rate = _tractable_rate(orig_rate, new_rate), new_rate
+        g = math.gcd(self.rate, new_rate)
+        self._o, self._n = self.rate // g, new_rate // g
+        reach = math.ceil(6 * self._o / (0.99 * min(self._o, self._n)))  # torchaudio's default filter width
+        self._pad = self._o * (-(-reach // self._o) + 1)
+        self._history = np.zeros(self._pad, np.float32)  # zeros before the start, as torchaudio pads
+        self._pending = np.zeros(0, np.float32)
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        """Resampled output for as much of the input so far as has its right-hand context."""
+        if self.rate == self.new_rate:
+            return block
+        self._pending = np.concatenate([self._pending, block])
+        usable = (len(self._pending) - self._pad) // self._o * self._o
+        if usable <= 0:
+            return np.zeros(0, np.float32)
+        out = self._run(np.concatenate([self._history, self._pending[:usable + self._pad]]), usable)
+        self._history = np.concatenate([self._history, self._pending[:usable]])[-self._pad:]
+        self._pending = self._pending[usable:]
+        return out
+
+    def flush(self) -> np.ndarray:
+        """The rest of the output, the end padded with zeros as torchaudio pads it."""
+        if self.rate == self.new_rate:
+            return np.zeros(0, np.float32)
+        tail = np.concatenate([self._history, self._pending, np.zeros(self._pad, np.float32)])
+        out = self._run(tail, len(self._pending))
+        self._pending = np.zeros(0, np.float32)
+        return out
+
+    def _run(self, segment: np.ndarray, n_input: int) -> np.ndarray:
+        out = AF.resample(torch.from_numpy(segment), self.rate, self.new_rate).numpy()
+        lead = self._pad // self._o * self._n
+        return out[lead:lead + math.ceil(n_input * self._n / self._o)]
 
 
 def _tractable_rate(orig: int, new: int) -> int:
@@ -105,27 +136,44 @@ def rms_dbfs(samples: np.ndarray) -> float:
     return 20.0 * math.log10(rms) if rms > 0 else -math.inf
 
 
-def _decode_soundfile(path: Path, max_seconds: float) -> tuple[np.ndarray, int, float]:
+@dataclass
+class _Source:
+    """An opened file: its rate, the duration its header claims (None if unknown) and its mono blocks."""
+
+    rate: int
+    seconds: float | None
+    blocks: Iterator[np.ndarray]
+    format: str = ""
+    cut: bool = False
+    """Set once the blocks stopped at `max_seconds` with more audio to come."""
+
+
+@contextmanager
+def _open_soundfile(path: Path, max_seconds: float) -> Iterator[_Source]:
     with sf.SoundFile(str(path)) as f:
         rate, total, channels = int(f.samplerate), int(f.frames), max(int(f.channels), 1)
         _check_rate(rate)
         if total <= 0:
             raise AudioError("The recording is empty (it holds no audio samples).")
         limit = min(total, int(math.ceil(max_seconds * rate)))
-        samples = np.empty(limit, np.float32)  # filled block by block: no list of parts to concatenate
-        block = np.empty((min(max(_BLOCK_SAMPLES // channels, 1), limit), channels), np.float32)
-        filled = 0
-        while filled < limit:
-            got = f.read(out=block[:limit - filled])  # only the frames really read (never stale buffer)
-            if len(got) == 0:
-                break
-            samples[filled:filled + len(got)] = to_mono(got)
-            filled += len(got)
-    # A header may claim more frames than the file holds: trust what was actually read.
-    return samples[:filled], rate, (total if filled == limit else filled) / rate
+
+        def blocks() -> Iterator[np.ndarray]:
+            buffer = np.empty((min(max(_BLOCK_SAMPLES // channels, 1), limit), channels), np.float32)
+            left = limit
+            while left > 0:
+                got = f.read(out=buffer[:left])  # only the frames really read (never stale buffer)
+                if len(got) == 0:  # a header may claim more frames than the file holds
+                    return
+                left -= len(got)
+                yield to_mono(got)
+            source.cut = limit < total
+
+        source = _Source(rate, total / rate, blocks(), str(f.format))
+        yield source
 
 
-def _decode_ffmpeg(path: Path, max_seconds: float) -> tuple[np.ndarray, int, float]:
+@contextmanager
+def _open_ffmpeg(path: Path, max_seconds: float) -> Iterator[_Source]:
     """Formats libsndfile lacks (m4a/aac, webm/opus from browsers) through FFmpeg via torchcodec."""
     from torchcodec.decoders import AudioDecoder  # imported lazily: needs FFmpeg's libraries
 
@@ -133,10 +181,35 @@ def _decode_ffmpeg(path: Path, max_seconds: float) -> tuple[np.ndarray, int, flo
     meta = decoder.metadata
     rate = int(meta.sample_rate or 0)
     _check_rate(rate)
-    total = float(meta.duration_seconds or 0.0)
-    clip = decoder.get_samples_played_in_range(0.0, max_seconds if total > max_seconds else None)
-    samples = clip.data.mean(dim=0).numpy().astype(np.float32)
-    return samples, rate, max(total, len(samples) / rate)
+    step = max(_BLOCK_SAMPLES // max(int(meta.num_channels or 1), 1), 1) / rate
+    source = _Source(rate, meta.duration_seconds_from_header, iter(()))  # 0.8 has no `duration_seconds`
+    counting = source.seconds is None  # WebM from browsers: decoded to the end to learn the duration
+
+    def blocks() -> Iterator[np.ndarray]:
+        start = 0.0
+        while start < max_seconds or counting:
+            try:
+                clip = decoder.get_samples_played_in_range(start, start + step)
+            except RuntimeError:  # "No audio frames were decoded": past the end
+                if start == 0.0:
+                    raise
+                return
+            n = clip.data.shape[-1]
+            if n == 0:
+                return
+            if start < max_seconds:
+                keep = math.ceil((max_seconds - start) * rate)
+                source.cut = source.cut or n > keep
+                yield clip.data[:, :keep].mean(dim=0).numpy()
+            else:
+                source.cut = True
+            if counting:
+                source.seconds = start + n / rate
+            start += step
+        source.cut = source.cut or (source.seconds or 0.0) > max_seconds  # stopped at a block's edge
+
+    source.blocks = blocks()
+    yield source
 
 
 def _check_rate(rate: int) -> None:
@@ -145,42 +218,86 @@ def _check_rate(rate: int) -> None:
                          f"–{MAX_SAMPLE_RATE // 1000} kHz audio.")
 
 
-def decode(path: str | Path, max_seconds: float) -> tuple[np.ndarray, int, float]:
-    """Mono float32 samples (at most `max_seconds`), their sample rate and the file's full duration."""
+def _undecodable(path: Path) -> AudioError:
+    return AudioError(f"Could not decode {path.name} as audio: the file is not a recording in a readable "
+                      "format, or it is corrupt. Readable formats: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF, "
+                      "and M4A/AAC/WebM where FFmpeg is installed.")
+
+
+def _id3_bytes(path: Path) -> int:
+    """Size of a leading ID3v2 tag (cover art can be most of a short MP3)."""
+    with path.open("rb") as f:
+        head = f.read(10)
+    if len(head) == 10 and head[:3] == b"ID3":
+        return 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))
+    return 0
+
+
+def _not_mostly_mp3(path: Path, seconds: float) -> bool:
+    """libmpg123 skips junk until something looks like a frame: a binary named .mp3 decodes to a few
+    milliseconds. At MPEG's highest bit rate (448 kbit/s) real frames fill most of the file."""
+    return seconds * 56_000 < 0.5 * (path.stat().st_size - _id3_bytes(path) - 128)
+
+
+def _read(opener, path: Path, sample_rate: int, max_seconds: float) -> Recording:
+    """Decode, mix down, clean and resample block by block: memory follows the output, not the file."""
+    with native_output_to_log(), opener(path, max_seconds) as source:
+        resampler = BlockResampler(source.rate, sample_rate)
+        parts, n_in, n_bad, peak = [], 0, 0, 0.0
+        for block in source.blocks:
+            block, bad = _finite(block)
+            n_in, n_bad = n_in + len(block), n_bad + bad
+            if block.size:
+                peak = max(peak, float(block.max()), -float(block.min()))
+            parts.append(resampler.push(block))
+        parts.append(resampler.flush())
+    if n_in == 0:
+        raise AudioError("The recording is empty (it holds no audio samples).")
+    read_seconds = n_in / source.rate
+    if source.format == "MP3" and not source.cut and _not_mostly_mp3(path, read_seconds):
+        raise _undecodable(path)
+    samples = _fit(np.concatenate(parts), round(n_in * sample_rate / source.rate))
+    if peak > 1.0:  # over-range float audio; scaling commutes with resampling
+        samples /= np.float32(peak)
+    full = max(source.seconds or 0.0, read_seconds) if source.cut else read_seconds
+    return Recording(samples=samples, sample_rate=sample_rate, source_duration=full, nonfinite_samples=n_bad)
+
+
+def _finite(block: np.ndarray) -> tuple[np.ndarray, int]:
+    block = np.asarray(block, dtype=np.float32)
+    bad = ~np.isfinite(block)
+    n_bad = int(bad.sum())
+    return (np.where(bad, np.float32(0.0), block) if n_bad else block), n_bad
+
+
+def decode(path: str | Path, sample_rate: int, max_seconds: float) -> Recording:
+    """Mono float32 at `sample_rate` (at most `max_seconds`), NaN/Inf silenced, with the file's full duration."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"File not found: {path.name}")
     if path.stat().st_size == 0:
         raise AudioError("The file is empty (0 bytes).")
     try:
-        return _decode_soundfile(path, max_seconds)
+        return _read(_open_soundfile, path, sample_rate, max_seconds)
     except AudioError:
         raise
     except Exception as sf_exc:  # libsndfile raises several types; all mean "could not read"
         sf_reason = str(sf_exc).strip() or type(sf_exc).__name__
     try:
-        return _decode_ffmpeg(path, max_seconds)
+        return _read(_open_ffmpeg, path, sample_rate, max_seconds)
     except AudioError:
         raise
     except Exception as ff_exc:
         log.info("cannot decode %s: libsndfile: %s; ffmpeg: %s", path.name, sf_reason, ff_exc)
-    raise AudioError(f"Could not decode {path.name} as audio: the file is not a recording in a readable "
-                     "format, or it is corrupt. Readable formats: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF, "
-                     "and M4A/AAC/WebM where FFmpeg is installed.")
+    raise _undecodable(path)
 
 
 def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float, min_seconds: float) -> Recording:
     """Decode, mix to mono, clean and resample a file for analysis."""
-    samples, rate, full_duration = decode(path, max_seconds)
-    if samples.size == 0:
-        raise AudioError("The recording is empty (it holds no audio samples).")
-    samples, n_bad = clean(samples)
-    if n_bad:
-        log.warning("%s: %d non-finite samples replaced by silence", Path(path).name, n_bad)
-    duration = len(samples) / rate
-    if duration < min_seconds:
-        raise AudioError(f"The recording is too short ({duration:.2f} s): InstruSense needs at least "
+    rec = decode(path, sample_rate, max_seconds)
+    if rec.nonfinite_samples:
+        log.warning("%s: %d non-finite samples replaced by silence", Path(path).name, rec.nonfinite_samples)
+    if rec.duration < min_seconds:
+        raise AudioError(f"The recording is too short ({rec.duration:.2f} s): InstruSense needs at least "
                          f"{min_seconds:g} s of audio.")
-    samples = resample(samples, rate, sample_rate)
-    return Recording(samples=samples, sample_rate=sample_rate, source_duration=full_duration,
-                     nonfinite_samples=n_bad)
+    return rec

@@ -20,6 +20,7 @@ from instrusense.audio import AudioError
 from instrusense.export import analysis_record, error_record
 from instrusense.logs import configure_logging
 from instrusense.model import ModelUnavailableError, Tagger, tagger_for
+from instrusense.native_output import route_native_output_to_log
 from instrusense.settings import Settings, SettingsError, load_settings
 from instrusense.taxonomy import display_name
 
@@ -104,4 +105,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    route_native_output_to_log()  # decoders' C-level messages: to the log at debug level, not the terminal
     return run_analyze(args, settings, sys.stdout)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,21 @@ class ModelUnavailableError(RuntimeError):
     """The requested checkpoint cannot be loaded; the message says what to do."""
 
 
+class Stopped(Exception):
+    """The caller's stop signal was set: the work was abandoned between two batches."""
+
+
+StopSignal = Callable[[], bool] | threading.Event
+
+
+def check_stop(should_stop: StopSignal | None) -> None:
+    """Raise `Stopped` if the signal is set (an Event) or returns true (a callable)."""
+    if should_stop is None:
+        return
+    if should_stop.is_set() if isinstance(should_stop, threading.Event) else should_stop():
+        raise Stopped
+
+
 @dataclass
 class Tagger:
     """A loaded checkpoint with what the analysis needs to know about it."""
@@ -46,10 +63,15 @@ class Tagger:
     """(n_model_labels,) taxonomy index of each model output, -1 where it is no taxonomy label."""
     device: torch.device = torch.device("cpu")
 
-    def predict(self, windows: np.ndarray, batch_size: int) -> np.ndarray:
-        """(n_windows, len(LABELS)) confidences for equal-length windows of mono audio."""
+    def predict(self, windows: np.ndarray, batch_size: int, should_stop: StopSignal | None = None) -> np.ndarray:
+        """(n_windows, len(LABELS)) confidences for equal-length windows of mono audio.
+
+        `should_stop` (a callable or a `threading.Event`) is checked before every batch, so that a
+        cancelled or timed-out request frees the CPU within one batch; it raises `Stopped`.
+        """
         out = np.zeros((len(windows), len(LABELS)), dtype=np.float32)
         for i in range(0, len(windows), batch_size):
+            check_stop(should_stop)
             batch = windows[i:i + batch_size]
             inputs = self.feature_extractor(list(batch), sampling_rate=self.sampling_rate, return_tensors="pt")
             inputs = to_device(inputs, self.device)

@@ -57,6 +57,16 @@ class Settings:
     """An app request still analysing after this long is stopped with a message (checked between batches)."""
     concurrency_limit: int = 1
     """Analyses the app runs at once (one shared model); further requests wait in the queue."""
+    queue_max_size: int = 16
+    """Requests the app holds queued or running; beyond this a new one is refused as busy."""
+    queue_per_client: int = 4
+    """Requests one client (address) may have queued or running at once; more are refused as busy."""
+    upload_max_age_seconds: float = 1800.0
+    """Uploads and download exports older than this are removed (analysed or not)."""
+    upload_max_total_mb: float = 1000.0
+    """Uploads (and, separately, exports) beyond this total are removed, oldest first."""
+    cleanup_interval_seconds: float = 60.0
+    """How often the app prunes its upload and export folders (uploads cut off mid-body included)."""
     host: str = ""
     """Address the app listens on; empty lets Gradio decide (GRADIO_SERVER_NAME, else 127.0.0.1)."""
     port: int = 7860
@@ -99,7 +109,8 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
 
 def _validate(s: Settings) -> None:
     positive = ("window_seconds", "hop_seconds", "max_windows", "batch_size", "max_duration_seconds", "top_k",
-                "max_upload_mb", "request_timeout_seconds", "concurrency_limit")
+                "max_upload_mb", "request_timeout_seconds", "concurrency_limit", "queue_max_size", "queue_per_client",
+                "upload_max_age_seconds", "upload_max_total_mb", "cleanup_interval_seconds")
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"{_env_name(name)} must be positive, got {getattr(s, name)}")

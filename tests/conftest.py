@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,6 +50,23 @@ def write_audio(tmp_path):
         return str(path)
 
     return _write
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on, for an app launched by a test."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mp3_then_junk(folder: Path) -> Path:
+    """0.1 s of real MP3, then 200 kB of noise bytes: libmpg123 reads the frames and complains in C."""
+    head = folder / "head.mp3"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=duration=0.1:sample_rate=44100",
+                    "-c:a", "libmp3lame", str(head)], check=True)
+    path = folder / "junk.mp3"
+    path.write_bytes(head.read_bytes() + np.random.default_rng(0).bytes(200_000))
+    return path
 
 
 TONES = [("flute", 880.0), ("cello", 110.0), ("piano", 440.0), ("tuba", 55.0)]

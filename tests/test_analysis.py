@@ -1,12 +1,14 @@
 """The analysis pipeline on a tiny random checkpoint: shapes, ordering, silence, limits, exports."""
 
+import threading
+
 import numpy as np
 import pytest
 
 from conftest import tone
 from instrusense.analysis import SILENT_MESSAGE, analyze_file
 from instrusense.export import analysis_record, audacity_labels, segments_csv
-from instrusense.model import ModelUnavailableError, label_map_for, load_tagger
+from instrusense.model import ModelUnavailableError, Stopped, label_map_for, load_tagger
 from instrusense.plot import label_plot
 from instrusense.scores import Segment
 from instrusense.settings import load_settings
@@ -92,3 +94,22 @@ def test_label_plot_has_one_lane_per_top_instrument(tiny_whisper, write_audio):
     assert len(ax.get_yticklabels()) == 4
     assert ax.get_xlabel() == "time (s)" and ax.get_xlim() == (0.0, 7.0)
     assert fig.legends and fig.legends[0].get_texts()[0].get_text() == "confidence over time"
+
+
+def test_a_stop_signal_stops_prediction_between_batches(tiny_whisper, write_audio):
+    tagger = load_tagger(tiny_whisper)
+    windows = np.zeros((10, 48000), np.float32)
+    asked = []
+
+    def third_batch() -> bool:
+        asked.append(1)
+        return len(asked) > 2
+
+    with pytest.raises(Stopped):
+        tagger.predict(windows, 2, should_stop=third_batch)
+    assert len(asked) == 3  # checked before each batch; two ran, the third was never started
+    stop = threading.Event()
+    assert tagger.predict(windows, 4, should_stop=stop).shape == (10, len(LABELS))
+    stop.set()
+    with pytest.raises(Stopped):
+        analyze_file(write_audio("a.wav", seconds=4.0), tagger, LOW, should_stop=stop)

@@ -1,20 +1,13 @@
 """The Gradio app served on a free localhost port, called through gradio_client like any user."""
 
-import socket
 
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import tone
+from conftest import free_port, tone
 from instrusense.settings import load_settings
 from instrusense.taxonomy import LABELS
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +16,7 @@ def client(tiny_whisper):
 
     settings = load_settings({}, model=tiny_whisper, threshold=0.3, max_duration_seconds=6.0)
     demo = app.build_app(settings)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size="5mb")
     try:

@@ -1,13 +1,17 @@
 """Decoding and cleaning: every odd input is read correctly or refused with a clear AudioError."""
 
 import math
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+import torchaudio.functional as AF
 
-from conftest import tone
-from instrusense.audio import AudioError, clean, load_audio, resample, rms_dbfs, to_mono
+from conftest import mp3_then_junk, tone
+from instrusense.audio import AudioError, BlockResampler, load_audio, resample, rms_dbfs, to_mono
 
 LOAD = dict(max_seconds=600.0, min_seconds=0.5)
 
@@ -58,9 +62,12 @@ def test_nan_and_inf_become_silence_and_are_counted(write_audio):
     assert rec.nonfinite_samples == 101
 
 
-def test_clean_rescales_over_range_float_audio():
-    out, bad = clean(np.array([0.0, 4.0, -2.0], np.float32))
-    assert out.tolist() == [0.0, 1.0, -0.5] and bad == 0
+def test_over_range_float_audio_is_scaled_back_into_range(write_audio):
+    loud = tone(2.0, 16000) * 8.0  # peaks near 4
+    rec = load_audio(write_audio("loud.wav", data=loud, subtype="FLOAT"), 16000, **LOAD)
+    quiet = load_audio(write_audio("quiet.wav", data=loud / np.abs(loud).max(), subtype="FLOAT"), 16000, **LOAD)
+    np.testing.assert_allclose(rec.samples, quiet.samples, atol=1e-6)  # the same shape, scaled by the peak
+    assert rec.nonfinite_samples == 0
 
 
 def test_too_long_recordings_are_cut_to_the_limit(write_audio):
@@ -108,3 +115,41 @@ def test_truncated_body_still_reads_what_is_there(write_audio, tmp_path):
         assert "decode" in str(exc)
     else:
         assert 0.5 <= rec.duration <= 2.0
+
+
+FFMPEG_FORMATS = {  # extension: encoder arguments; each as a phone, browser or editor writes it
+    "m4a": ["-c:a", "aac"], "aac": ["-c:a", "aac"], "webm": ["-c:a", "libopus"], "mp3": ["-c:a", "libmp3lame"],
+    "ogg": ["-c:a", "libvorbis"], "flac": ["-c:a", "flac"], "wav": ["-c:a", "pcm_s16le"], "aiff": ["-c:a", "pcm_s16be"],
+}
+
+
+@pytest.mark.parametrize("ext", sorted(FFMPEG_FORMATS))
+def test_every_listed_format_made_by_ffmpeg_decodes(tmp_path, ext):
+    path = tmp_path / f"memo.{ext}"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=3:sample_rate=44100",
+                    "-ac", "2", *FFMPEG_FORMATS[ext], str(path)], check=True)
+    rec = load_audio(path, 16000, **LOAD)
+    assert rec.duration == pytest.approx(3.0, abs=0.1) and rec.source_duration == pytest.approx(3.0, abs=0.1)
+    spectrum = np.abs(np.fft.rfft(rec.samples))
+    assert abs(np.argmax(spectrum) * 16000 / len(rec.samples) - 440) < 5
+    cut = load_audio(path, 16000, max_seconds=1.0, min_seconds=0.5)  # WebM's header has no duration: counted
+    assert cut.duration == pytest.approx(1.0, abs=0.01) and cut.truncated
+    assert cut.source_duration == pytest.approx(3.0, abs=0.1)
+
+
+@pytest.mark.parametrize("orig", [8000, 22050, 44100, 48000, 25_338, 384_000])
+def test_block_resampling_equals_resampling_at_once(orig):
+    x = np.random.default_rng(orig).uniform(-1, 1, 3 * orig + 17).astype(np.float32)
+    resampler = BlockResampler(orig, 16000)
+    blocks = np.concatenate([*(resampler.push(x[i:i + 7777]) for i in range(0, len(x), 7777)), resampler.flush()])
+    whole = AF.resample(torch.from_numpy(x), resampler.rate, 16000).numpy()
+    assert len(blocks) == len(whole)
+    np.testing.assert_allclose(blocks, whole, atol=1e-5)
+
+
+def test_a_file_that_is_mostly_not_mp3_is_not_audio(tmp_path):
+    program = tmp_path / "ls.mp3"
+    program.write_bytes(Path("/bin/ls").read_bytes())  # libmpg123 may find a few "frames" in a program
+    for path in (program, mp3_then_junk(tmp_path)):
+        with pytest.raises(AudioError, match=f"Could not decode {path.name}"):
+            load_audio(path, 16000, max_seconds=600.0, min_seconds=0.05)  # not "too short"

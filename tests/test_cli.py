@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import tone
+from conftest import mp3_then_junk, tone
 from instrusense.cli import format_table
 from instrusense.export import error_record
 from instrusense.taxonomy import LABELS
@@ -94,13 +94,22 @@ def test_every_bad_input_gets_its_message_and_the_batch_goes_on(tiny_whisper, wr
     assert "silent" in caplog.text and "first 0:05 of 0:08" in caplog.text
 
 
-def test_missing_model_fails_every_file_with_instructions(write_audio, tmp_path):
-    proc = run_cli("--json", "--model", str(tmp_path / "no-model"), write_audio("a.wav"))
-    assert proc.returncode == 1
-    (record,) = json.loads(proc.stdout)
+def test_missing_model_fails_every_file_with_instructions(write_audio, tmp_path, monkeypatch, capsys):
+    code, out = run_main(monkeypatch, capsys, "--json", "--model", str(tmp_path / "no-model"), write_audio("a.wav"))
+    assert code == 1
+    (record,) = json.loads(out)
     assert "INSTRUSENSE_MODEL" in record["error"] and record["labels"] == []
 
 
 def test_table_of_a_failed_file_gives_the_reason_and_no_made_up_duration():
     text = format_table(error_record("kick.wav", "The recording is too short (0.27 s)"), None, top_k=5)
     assert text.splitlines() == ["kick.wav", "  error: The recording is too short (0.27 s)"]
+
+
+def test_decoder_libraries_messages_stay_off_the_terminal(tiny_whisper, write_audio, tmp_path):
+    junk, good = mp3_then_junk(tmp_path), write_audio("good.wav")
+    proc = run_cli("--json", "--model", tiny_whisper, str(junk), good, INSTRUSENSE_LOG_LEVEL="DEBUG")
+    records = json.loads(proc.stdout)  # nothing but the JSON on stdout
+    assert "Could not decode junk.mp3" in records[0]["error"] and records[1]["error"] is None
+    c_lines = [line for line in proc.stderr.splitlines() if "Xing stream size" in line]  # libmpg123's own words
+    assert c_lines and all(" DEBUG instrusense.native_output: decoder: " in line for line in c_lines)

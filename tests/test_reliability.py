@@ -11,7 +11,6 @@ import gc
 import json
 import logging
 import re
-import socket
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -25,7 +24,7 @@ import torch
 from gradio_client import Client, handle_file
 from gradio_client.utils import Status
 
-from conftest import tone
+from conftest import free_port, tone
 from instrusense.analysis import analyze_file
 from instrusense.model import ModelUnavailableError, load_tagger, tagger_for
 from instrusense.settings import load_settings
@@ -36,12 +35,6 @@ MAX_UPLOAD = 1 << 20  # 1 MB in this test server, so that an oversize upload is 
 CLIENTS, REQUESTS_PER_CLIENT = 16, 10
 SOAK_REQUESTS, SOAK_WARMUP = 300, 20
 SOAK_RSS_BOUND_MB = 64.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_mb() -> float:
@@ -62,7 +55,7 @@ def url(settings):
     import app
 
     demo = app.build_app(settings)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size=MAX_UPLOAD)
     try:
@@ -96,8 +89,8 @@ def _check(record: dict, expected: dict[str, float], name: str) -> None:
 def test_concurrent_clients_all_get_their_own_correct_answer(url, clips):
     paths = list(clips)
 
-    def one_client(k: int) -> list[float]:
-        client = Client(url + "/", verbose=False)
+    def one_client(k: int) -> list[float]:  # each from its own address, as the per-client share counts them
+        client = Client(url + "/", verbose=False, headers={"X-Forwarded-For": f"198.51.100.{k}"})
         latencies = []
         for r in range(REQUESTS_PER_CLIENT):
             path = paths[(k + r) % len(paths)]
@@ -122,9 +115,9 @@ def test_concurrent_clients_all_get_their_own_correct_answer(url, clips):
 
 @pytest.mark.slow
 def test_requests_beyond_capacity_wait_in_the_queue_with_their_position(url, clips):
-    client = Client(url + "/", verbose=False)
     path = next(iter(clips))
-    jobs = [client.submit(handle_file(path), api_name="/analyze") for _ in range(6)]
+    clients = [Client(url + "/", verbose=False, headers={"X-Forwarded-For": f"198.51.100.{k}"}) for k in range(6)]
+    jobs = [client.submit(handle_file(path), api_name="/analyze") for client in clients]
     ranks: set[int] = set()
     deadline = time.monotonic() + 60
     while not all(j.done() for j in jobs) and time.monotonic() < deadline:
@@ -170,7 +163,9 @@ def test_api_refuses_server_paths(url, caplog, path):
     caplog.set_level(logging.INFO, logger="instrusense.app")
     event, data = _raw_call(url, {"path": path, "meta": {"_type": "gradio.FileData"}})
     assert event == "error" and "root:" not in data
-    assert not [r for r in caplog.records if r.getMessage().startswith("request")]  # never reached the handler
+    assert "URLs and server paths are not accepted" in json.loads(data)["error"]  # the app's message, not null
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request")]
+    assert len(lines) == 1 and 'outcome="rejected" file="" bytes=0' in lines[0]  # refused before the handler
 
 
 @pytest.mark.parametrize("value", [
@@ -220,12 +215,16 @@ def test_request_timeout_stops_the_analysis_with_a_message(settings, clips, capl
     import app
 
     caplog.set_level(logging.INFO, logger="instrusense.app")
-    analyze, _ = app.make_analyze(load_settings({}, model=settings.model, request_timeout_seconds=1e-9))
+    clip = next(iter(clips))
+    analyze, _ = app.make_analyze(load_settings({}, model=settings.model, request_timeout_seconds=1e-9),
+                                  uploads=Path(clip).parent)
     with pytest.raises(gr.Error, match="longer than the 1e-09 s allowed"):
-        analyze(next(iter(clips)))
+        analyze(clip)
     assert any('outcome="timeout"' in r.getMessage() for r in caplog.records)
-    analyze, _ = app.make_analyze(settings)  # the same shared model, with time enough
-    assert analyze(next(iter(clips)))[-2]["error"] is None
+    analyze, _ = app.make_analyze(settings, uploads=Path(clip).parent)  # the same shared model, with time enough
+    assert analyze(clip)[-2]["error"] is None
+    with pytest.raises(gr.Error, match="not accepted"):  # a file outside the upload folder is never read
+        analyze(str(REPO / "examples" / "acoustic_guitar.flac"))
 
 
 def test_model_loading_refuses_pickle_weights(tiny_whisper, tmp_path):

@@ -107,8 +107,8 @@ class MfccBaseline:
     def native_window_seconds(self) -> float:
         return self.window_seconds
 
-    def predict(self, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """(n_windows, len(LABELS)) confidences for equal-length windows."""
+    def predict(self, windows: np.ndarray, batch_size: int = 256, should_stop=None) -> np.ndarray:
+        """(n_windows, len(LABELS)) confidences for equal-length windows (`Tagger.predict`'s signature)."""
         return self.score_features(mfcc_statistics(list(windows), self.n_mfcc, self.n_mels, batch_size))
 
     def save(self, out: str | Path, record: dict | None = None) -> Path:

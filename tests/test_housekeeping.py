@@ -1,0 +1,65 @@
+"""Bounded scratch folders and admission rules, without a server."""
+
+import os
+import threading
+
+import pytest
+
+from instrusense.admission import Busy, Slots, client_key, queue_refusal
+from instrusense.housekeeping import prune
+from instrusense.model import Stopped
+
+
+def _entry(folder, name: str, size: int, age: float, now: float, is_dir: bool = False):
+    path = folder / name
+    if is_dir:
+        path.mkdir()
+        (path / "upload.wav").write_bytes(b"x" * size)
+    else:
+        path.write_bytes(b"x" * size)
+    os.utime(path, (now - age, now - age))
+    return path
+
+
+def test_prune_removes_old_then_oldest_beyond_the_total_and_idle_partial_uploads(tmp_path):
+    now = 1_000_000.0
+    old = _entry(tmp_path, "old", 10, 4000, now, is_dir=True)
+    older_kept = _entry(tmp_path, "b", 600, 300, now, is_dir=True)
+    newer = _entry(tmp_path, "c", 600, 100, now, is_dir=True)
+    partial = _entry(tmp_path, "tmpabc", 50, 120, now)
+    writing = _entry(tmp_path, "tmpdef", 50, 5, now)
+    example = _entry(tmp_path, "example", 10, 9000, now, is_dir=True)
+    removed = prune(tmp_path, max_age_seconds=3600, max_total_bytes=1000, partial_prefix="tmp",
+                    partial_idle_seconds=60, keep={example.resolve()}, now=now)
+    assert set(removed) == {old, partial, older_kept}
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["c", "tmpdef", "example"])
+    assert newer.exists() and writing.exists()
+
+
+def test_queue_refusal_counts_each_clients_share_and_the_whole_queue():
+    assert queue_refusal([], "a", max_size=3, per_client=2) is None
+    assert "at most 2 per client" in queue_refusal(["a", "a"], "a", max_size=3, per_client=2)
+    assert queue_refusal(["a", "a"], "b", max_size=3, per_client=2) is None
+    assert "3 recordings are queued or running (at most 3)" in queue_refusal(["a", "b", "c"], "d", 3, 2)
+
+
+def test_client_key_is_the_last_proxy_hop_or_the_peer():
+    assert client_key("10.0.0.1", None) == "10.0.0.1"
+    assert client_key("10.0.0.1", "203.0.113.5, 198.51.100.7") == "198.51.100.7"
+    assert client_key(None, "") == "unknown"
+
+
+def test_slots_wait_refuse_when_busy_and_stop_when_told():
+    slots = Slots(1)
+    with slots.hold(1.0):
+        with pytest.raises(Busy, match="all 1 analysis slots stayed busy"):
+            with slots.hold(0.1):
+                pass
+        stop = threading.Event()
+        stop.set()
+        with pytest.raises(Stopped):
+            with slots.hold(10.0, stop):
+                pass
+    with slots.hold(0.1):  # freed again
+        assert slots.running == 1
+    assert slots.peak == 1 and slots.running == 0

@@ -1,0 +1,334 @@
+"""A public Space that holds up: bounded work per request whatever the client does (raw HTTP).
+
+The app runs in this process on a loopback port with a tiny random checkpoint. The model's feature
+extractor is slowed to a fixed pause per batch and counted, so that "the analysis stopped" and "at
+most one analysis at once" are counts, not timings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client, handle_file
+
+from conftest import free_port, tone
+from instrusense.model import tagger_for
+from instrusense.settings import load_settings
+
+PAUSE_S = 0.1  # per batch of one window: a 120 s recording is 79 batches, about 8 s
+
+
+class _CountingExtractor:
+    """The real feature extractor, paused per call, counting calls and calls in flight."""
+
+    def __init__(self, inner):
+        self.inner, self.calls, self.running, self.peak = inner, 0, 0, 0
+        self._lock = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self._lock:
+            self.calls += 1
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            time.sleep(PAUSE_S)
+            return self.inner(*args, **kwargs)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.fixture(scope="module")
+def uploads(tmp_path_factory):
+    """Gradio's upload folder for this server alone, so that clean-up tests see only their own files."""
+    folder = tmp_path_factory.mktemp("gradio-uploads")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def settings(tiny_whisper):
+    return load_settings({}, model=tiny_whisper, threshold=0.3, batch_size=1, max_windows=1000,
+                         max_duration_seconds=600.0, concurrency_limit=1, queue_max_size=6, queue_per_client=2,
+                         cleanup_interval_seconds=1.0)
+
+
+@pytest.fixture(scope="module")
+def url(settings, uploads):
+    import app
+
+    demo = app.build_app(settings)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                max_file_size=20 << 20)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        demo.close()
+
+
+@pytest.fixture
+def extractor(settings, monkeypatch):
+    tagger = tagger_for(settings)
+    counting = _CountingExtractor(tagger.feature_extractor)
+    monkeypatch.setattr(tagger, "feature_extractor", counting)
+    return counting
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    import soundfile as sf
+
+    path = tmp_path_factory.mktemp("long") / "long.flac"
+    sf.write(str(path), tone(120.0, 16000), 16000)
+    return path
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory):
+    import soundfile as sf
+
+    path = tmp_path_factory.mktemp("short") / "short.wav"
+    sf.write(str(path), tone(1.0, 16000), 16000)
+    return path
+
+
+def _upload(url: str, path: Path) -> dict:
+    with path.open("rb") as f:
+        response = httpx.post(f"{url}/gradio_api/upload", files={"files": f}, timeout=30)
+    response.raise_for_status()
+    return {"path": response.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def _fn_index(url: str) -> int:
+    config = httpx.get(f"{url}/config", timeout=10).json()
+    return next(d["id"] for d in config["dependencies"] if d.get("api_name") == "analyze")
+
+
+def _call(url: str, value, forwarded_for: str | None = None) -> httpx.Response:
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    return httpx.post(f"{url}/gradio_api/call/analyze", json={"data": [value]}, headers=headers, timeout=30)
+
+
+def _outcome(url: str, event_id: str) -> tuple[str, str]:
+    stream = httpx.get(f"{url}/gradio_api/call/analyze/{event_id}", timeout=120).text
+    return re.findall(r"^event: (\w+)\ndata: (.*)$", stream, re.M)[-1]
+
+
+def _wait(condition, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_submit_cancel_cycles_never_run_two_analyses_at_once(url, extractor, long_clip):
+    value, fn_index = _upload(url, long_clip), _fn_index(url)
+    full = 79  # batches of a 120 s recording at a 1.5 s hop
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for _ in range(4):
+            session = uuid.uuid4().hex
+            started = extractor.calls
+            joined = http.post("/gradio_api/queue/join", json={"data": [value], "fn_index": fn_index,
+                                                               "session_hash": session, "event_data": None})
+            event_id = joined.json()["event_id"]
+            _wait(lambda: extractor.calls > started)  # the analysis is running
+            http.post("/gradio_api/cancel", json={"session_hash": session, "fn_index": fn_index, "event_id": event_id})
+    _wait(lambda: extractor.running == 0)
+    time.sleep(5 * PAUSE_S)
+    assert extractor.peak == 1
+    assert extractor.calls < full  # four cancelled analyses together ran less than one whole analysis
+
+
+@pytest.mark.slow
+def test_abandoned_event_streams_stop_their_analysis(url, extractor, long_clip):
+    value = _upload(url, long_clip)
+    for k in range(3):
+        started = extractor.calls
+        event_id = _call(url, value, forwarded_for=f"198.51.100.{k}").json()["event_id"]
+        with httpx.stream("GET", f"{url}/gradio_api/call/analyze/{event_id}", timeout=30):
+            _wait(lambda: extractor.calls > started)  # running, and someone listening
+        # the stream is closed here: nobody waits for the result any more
+    _wait(lambda: extractor.running == 0)
+    time.sleep(5 * PAUSE_S)
+    assert extractor.peak == 1
+    assert extractor.calls < 79
+
+
+@pytest.mark.slow
+def test_a_flood_beyond_the_clients_share_is_refused_while_others_are_served(url, extractor, long_clip,
+                                                                            short_clip, caplog):
+    caplog.set_level(logging.INFO, logger="instrusense.app")
+    value = _upload(url, long_clip)
+    responses = [_call(url, value, forwarded_for="192.0.2.50") for _ in range(30)]
+    accepted = [r.json()["event_id"] for r in responses if r.status_code == 200]
+    refused = [r for r in responses if r.status_code != 200]
+    assert len(accepted) == 2 and len(refused) == 28  # each long analysis runs seconds: none finished yet
+    assert all(r.status_code == 503 and "busy, try again in a moment" in r.json()["detail"]
+               and "at most 2 per client" in r.json()["detail"] for r in refused)
+    assert sum('outcome="busy"' in r.getMessage() for r in caplog.records) == 28
+
+    client = Client(url + "/", verbose=False, headers={"X-Forwarded-For": "203.0.113.9"})
+    fn_index = _fn_index(url)
+    for event_id in accepted:  # the flood's own client gives up; its running analysis stops at its next batch
+        httpx.post(f"{url}/gradio_api/cancel", json={"session_hash": event_id, "fn_index": fn_index,
+                                                     "event_id": event_id})
+    *_, record, _notes = client.predict(handle_file(str(short_clip)), api_name="/analyze")
+    assert record["error"] is None and record["duration"] == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_a_full_queue_refuses_new_clients_with_the_reason(url, extractor, long_clip):
+    value = _upload(url, long_clip)
+    responses = [_call(url, value, forwarded_for=f"198.51.100.{k}") for k in range(8)]
+    codes = [r.status_code for r in responses]
+    assert codes == [200] * 6 + [503] * 2
+    assert "6 recordings are queued or running (at most 6)" in responses[-1].json()["detail"]
+    fn_index = _fn_index(url)
+    for r in responses[:6]:
+        event_id = r.json()["event_id"]
+        httpx.post(f"{url}/gradio_api/cancel", json={"session_hash": event_id, "fn_index": fn_index,
+                                                     "event_id": event_id})
+    _wait(lambda: extractor.running == 0)
+
+
+@pytest.mark.parametrize("path", ["http://127.0.0.1:9/song.wav", "https://203.0.113.7/x.mp3", "/etc/passwd",
+                                  "app.py", "../../../../etc/passwd"])
+def test_is_stream_payloads_naming_paths_or_urls_are_refused(url, path, caplog):
+    caplog.set_level(logging.INFO, logger="instrusense.app")
+    value = {"path": path, "is_stream": True, "meta": {"_type": "gradio.FileData"}}
+    event, data = _outcome(url, _call(url, value).json()["event_id"])
+    assert event == "error"
+    assert "URLs and server paths are not accepted" in json.loads(data)["error"]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith('request outcome="rejected"')]
+    assert len(lines) == 1 and "not accepted" in lines[0]
+
+
+def test_refusals_reach_api_clients_with_the_apps_message_and_no_traceback(url, tmp_path, capsys):
+    bad = tmp_path / "binary.mp3"
+    bad.write_bytes(Path("/bin/ls").read_bytes())
+    client = Client(url + "/", verbose=False)
+    with pytest.raises(Exception, match="Could not decode binary.mp3"):
+        client.predict(handle_file(str(bad)), api_name="/analyze")
+    event, data = _outcome(url, _call(url, {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}})
+                           .json()["event_id"])
+    assert json.loads(data)["error"] and "not accepted" in json.loads(data)["error"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_partial_upload_leaves_no_file_behind(url, uploads, caplog):
+    port = int(url.rsplit(":", 1)[1])
+    boundary = "b" * 16
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"cut.wav\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall((f"POST /gradio_api/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {10 << 20}\r\n"
+                      f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n").encode() + head)
+        sock.sendall(b"\0" * (256 << 10))  # a quarter of a megabyte of ten, then the client vanishes
+        _wait(lambda: any(p.name.startswith("tmp") and p.stat().st_size > 0 for p in uploads.iterdir()), 10)
+    _wait(lambda: not any(p.name.startswith("tmp") for p in uploads.iterdir()), 15)  # the scheduled clean-up
+    assert any(r.getMessage() == "an upload was cut off by its client" for r in caplog.records)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # no traceback for an expected event
+
+
+RSS_BOUND_MB = 400  # per request above idle, stated in the README
+
+
+def _status_mb(key: str) -> float:
+    return int(re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1)) / 1024
+
+
+@pytest.fixture(scope="module")
+def huge_rate_flac(tmp_path_factory):
+    """0.1 MB of FLAC that decodes to 11 minutes at 384 kHz: 1 GB as float32 if decoded at once."""
+    path = tmp_path_factory.mktemp("huge") / "silence-384k.flac"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=384000:cl=mono",
+                    "-t", "660", "-c:a", "flac", "-sample_fmt", "s16", str(path)], check=True)
+    return path
+
+
+@pytest.mark.slow
+def test_a_tiny_file_claiming_gigabytes_stays_within_the_per_request_bound(tiny_whisper, huge_rate_flac, short_clip):
+    script = f"""
+import json, re, sys
+from pathlib import Path
+from instrusense.analysis import analyze_file
+from instrusense.model import tagger_for
+from instrusense.settings import load_settings
+
+def mb(key):
+    return int(re.search(rf"^{{key}}:\\s+(\\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1)) / 1024
+
+settings = load_settings({{}}, model={tiny_whisper!r})
+tagger = tagger_for(settings)
+analyze_file({str(short_clip)!r}, tagger, settings)  # warm: the model and the resampler have run once
+Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from here
+idle = mb("VmRSS")
+analysis = analyze_file({str(huge_rate_flac)!r}, tagger, settings)
+print(json.dumps({{"idle": idle, "peak": mb("VmHWM"), "analysed": analysis.analysed_seconds}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"\nHUGE-RATE FLAC: idle {result['idle']:.0f} MB, peak {result['peak']:.0f} MB "
+          f"(+{result['peak'] - result['idle']:.0f} MB; bound +{RSS_BOUND_MB} MB)")
+    assert result["analysed"] == pytest.approx(600.0)
+    assert result["peak"] - result["idle"] < RSS_BOUND_MB
+
+
+@pytest.mark.slow
+def test_cancel_cycles_with_a_huge_rate_file_keep_the_server_within_its_bound(url, huge_rate_flac, caplog):
+    caplog.set_level(logging.INFO, logger="instrusense.app")
+    value, fn_index = _upload(url, huge_rate_flac), _fn_index(url)
+    Path("/proc/self/clear_refs").write_text("5")  # the server runs in this process
+    idle = _status_mb("VmRSS")
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for _ in range(3):
+            session = uuid.uuid4().hex
+            event_id = http.post("/gradio_api/queue/join", json={"data": [value], "fn_index": fn_index,
+                                                                 "session_hash": session, "event_data": None}
+                                 ).json()["event_id"]
+            time.sleep(0.5)
+            http.post("/gradio_api/cancel", json={"session_hash": session, "fn_index": fn_index, "event_id": event_id})
+    done = lambda: sum(huge_rate_flac.name in r.getMessage() for r in caplog.records) >= 3  # noqa: E731
+    _wait(done, 120)
+    peak = _status_mb("VmHWM")
+    print(f"\nCANCEL CYCLES (384 kHz FLAC x 3): RSS idle {idle:.0f} MB, peak {peak:.0f} MB (+{peak - idle:.0f} MB)")
+    assert peak - idle < RSS_BOUND_MB
+
+
+def test_the_browser_keeps_the_reason_beside_the_input(url, tmp_path):
+    """What the page does after a refusal: it runs the failure listener, which shows why, until a success."""
+    config = httpx.get(f"{url}/config", timeout=10).json()
+    refusal = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "refusal")
+    on_failure = next(d["id"] for d in config["dependencies"]
+                      if d.get("trigger_only_on_failure") and refusal in d["outputs"])
+    bad = tmp_path / "notes.wav"
+    bad.write_bytes(b"these are my notes, not audio\n" * 40)
+    session = uuid.uuid4().hex
+    with httpx.Client(base_url=url, timeout=30) as http:
+        http.post("/gradio_api/queue/join", json={"data": [_upload(url, bad)], "fn_index": _fn_index(url),
+                                                  "session_hash": session, "event_data": None})
+        stream = http.get("/gradio_api/queue/data", params={"session_hash": session}).text
+        assert '"msg":"process_completed"' in stream.replace(" ", "") and "Could not decode" in stream
+        shown = http.post("/gradio_api/run/predict", json={"fn_index": on_failure, "data": [],
+                                                          "session_hash": session}).json()
+    assert shown["data"] == ["**Not analysed:** Could not decode notes.wav as audio: the file is not a recording "
+                             "in a readable format, or it is corrupt. Readable formats: WAV, FLAC, OGG/Vorbis, Opus, "
+                             "MP3, AIFF, and M4A/AAC/WebM where FFmpeg is installed."]
