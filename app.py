@@ -7,6 +7,7 @@ analysis is served as the API endpoint ``/analyze``.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import os
 import tempfile
@@ -27,10 +28,11 @@ from instrusense.admission import Busy, Slots, client_key, queue_refusal
 from instrusense.analysis import Analysis, analyze_file
 from instrusense.audio import AudioError
 from instrusense.export import analysis_record, audacity_labels, segments_csv
+from instrusense.formatting import percent, seconds
 from instrusense.housekeeping import every, prune
 from instrusense.logs import configure_logging, fields
 from instrusense.model import ModelUnavailableError, Stopped, Tagger, tagger_for
-from instrusense.plot import label_plot
+from instrusense.plot import describe, label_plot
 from instrusense.settings import REPO_ROOT, Settings, load_settings
 from instrusense.taxonomy import display_name
 
@@ -39,6 +41,17 @@ EXAMPLES_DIR = REPO_ROOT / "examples"
 EXPORT_DIR = Path(tempfile.gettempdir()) / "instrusense-exports"
 NOT_AN_UPLOAD = "Send the recording itself as a file upload; URLs and server paths are not accepted."
 BUSY = "InstruSense is busy, try again in a moment: {reason}."
+TABLE_HEADERS = ["instrument", "start (s)", "end (s)", "confidence"]
+# Page styles: the plot's text and grid follow the light or dark theme (Plotly knows only fixed colours).
+PAGE_CSS = """
+#timeline .main-svg text { fill: var(--body-text-color) !important; }
+#timeline .main-svg .xgrid, #timeline .main-svg .zerolinelayer path { stroke: var(--border-color-primary) !important; }
+#ranking .bar { height: 0.45em; border-radius: 0.25em; background: var(--color-accent); }
+#ranking .below .bar { background: var(--neutral-400); }
+#ranking li { list-style: none; margin: 0 0 0.5em; }
+#ranking ol { padding: 0; margin: 0; }
+#ranking .row { display: flex; justify-content: space-between; gap: 1em; }
+"""
 
 
 def _load(settings: Settings) -> tuple[Tagger | None, str | None]:
@@ -149,17 +162,10 @@ def make_analyze(settings: Settings, uploads: str | Path | None = None):
             raise
         for notice in analysis.notices:
             gr.Warning(notice)
-        top = analysis.top(settings.top_k)
-        ranking = {display_name(s.label): s.confidence for s in top if s.confidence > 0}
-        table = [[display_name(s.label), round(s.start, 2), round(s.end, 2), round(s.confidence, 3)]
-                 for s in analysis.segments]
-        csv_file, audacity_file = _write_exports(analysis, Path(audio_path).stem[:40] or "recording")
-        record = analysis_record(name, analysis)
-        notes = "\n".join(f"- {n}" for n in analysis.notices)
-        plot = label_plot(analysis, settings.top_k, settings.threshold)
+        outputs = _outputs(analysis, name, Path(audio_path).stem[:40] or "recording", settings.top_k)
         log.info("request %s", fields(outcome="ok", file=name, bytes=size, audio_seconds=analysis.analysed_seconds,
                                       seconds=time.perf_counter() - started, notices=len(analysis.notices)))
-        return ranking, plot, table, csv_file, audacity_file, record, notes
+        return outputs
 
     return handle, model_error
 
@@ -270,6 +276,33 @@ def _keep_tidy(demo: gr.Blocks, settings: Settings) -> None:
     stop = every(settings.cleanup_interval_seconds, job, "instrusense-cleanup")
 
 
+def ranking_html(analysis: Analysis, top_k: int) -> str:
+    """The instruments heard, highest first, as a list of bars with their percentages."""
+    items = [f'<li class="{"plays" if s.confidence >= analysis.threshold else "below"}"><div class="row">'
+             f'<span>{html.escape(display_name(s.label))}</span><span>{percent(s.confidence)}</span></div>'
+             f'<div class="bar" style="width:{100 * s.confidence:.1f}%"></div></li>' for s in analysis.shown(top_k)]
+    return f"<ol>{''.join(items)}</ol>" if items else "<p>No instrument detected.</p>"
+
+
+def _outputs(analysis: Analysis, name: str, stem: str, top_k: int) -> tuple:
+    """What the page shows for one analysis: ranking, plot, segment table, downloads (only when there are
+    segments), the JSON record, and the notices with the plot in words (its text alternative)."""
+    table = [[display_name(s.label), seconds(s.start), seconds(s.end), percent(s.confidence)]
+             for s in analysis.segments]
+    if analysis.segments:
+        csv_file, audacity_file = _write_exports(analysis, stem)
+    else:
+        csv_file = audacity_file = None
+    notes = [f"- {n}" for n in analysis.notices] + [f"**In words:** {describe(analysis, top_k)}"]
+    return (ranking_html(analysis, top_k), label_plot(analysis, top_k), table, csv_file, audacity_file,
+            analysis_record(name, analysis), "\n".join(notes))
+
+
+def _downloads_shown(*files: str | None) -> list:
+    """Each download button visible only when it has a file (a page-only step: the API returns plain paths)."""
+    return [gr.update(visible=bool(f)) for f in files]
+
+
 def build_app(settings: Settings | None = None) -> gr.Blocks:
     settings = settings or load_settings()
     handle, model_error = make_analyze(settings)
@@ -282,35 +315,43 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         if model_error:
             gr.Markdown(f"**The model could not be loaded.** {model_error}")
         with gr.Row():
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=300):
                 audio = _uploads_only(gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording"))
                 button = gr.Button("Analyse", variant="primary")
                 refusal = gr.Markdown(elem_id="refusal")  # why the last request was not analysed
-                if examples:
-                    gr.Examples(examples=[[e] for e in examples], inputs=[audio], label="Example recordings")
-            with gr.Column(scale=1):
-                ranking = gr.Label(num_top_classes=settings.top_k, label="Instruments heard")
-                notes = gr.Markdown()
-        plot = gr.Plot(label="Label plot: where each instrument plays")
-        table = gr.Dataframe(headers=["instrument", "start (s)", "end (s)", "confidence"],
-                             label="Top segments", interactive=False)
+                example_set = (gr.Examples(examples=[[e] for e in examples], inputs=[audio], label="Example recordings "
+                                           "(click one to analyse it)") if examples else None)
+            with gr.Column(scale=1, min_width=300):
+                gr.Markdown("### Instruments heard")
+                ranking = gr.HTML(elem_id="ranking")
+        gr.Markdown("### Where each instrument plays")
+        plot = gr.Plot(show_label=False, elem_id="timeline")
+        notes = gr.Markdown(elem_id="timeline-text")
+        table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str"] * 4, label="Segments (every one, in time order)",
+                             interactive=False, wrap=True, max_height=420, elem_id="segments",
+                             column_widths=["34%", "20%", "20%", "26%"])
         with gr.Row():
-            csv_file = gr.File(label="Segments (CSV)")
-            audacity_file = gr.File(label="Audacity labels (import beside the audio)")
+            csv_file = gr.DownloadButton("Download segments (CSV)", visible=False, size="sm", elem_id="download-csv")
+            audacity_file = gr.DownloadButton("Download Audacity labels", visible=False, size="sm", elem_id="download-audacity")
         with gr.Accordion("JSON (same as the CLI and API)", open=False):
             record = gr.JSON()
         outputs = [ranking, plot, table, csv_file, audacity_file, record, notes]
-        # Both events share one concurrency limit: one model, at most `concurrency_limit` analyses at once.
-        events = [button.click(analyze, inputs=[audio], outputs=outputs, api_name="analyze", concurrency_id="analysis"),
-                  audio.stop_recording(analyze, inputs=[audio], outputs=outputs, api_name=False,
-                                       concurrency_id="analysis")]
+        downloads = [csv_file, audacity_file]
 
         def last_refusal(request: gr.Request) -> str:
             return f"**Not analysed:** {reasons.get(request.session_hash, 'the request failed.')}"
 
-        for event in events:
+        def analyse_on(listener, api_name: str | bool = False) -> None:
+            # Every trigger shares one concurrency limit: one model, at most `concurrency_limit` analyses at once.
+            event = listener(analyze, inputs=[audio], outputs=outputs, api_name=api_name, concurrency_id="analysis")
             event.failure(last_refusal, None, refusal, api_name=False, queue=False)
             event.success(lambda: "", None, refusal, api_name=False, queue=False)
+            event.then(_downloads_shown, inputs=downloads, outputs=downloads, queue=False, api_name=False)
+
+        analyse_on(button.click, "analyze")
+        analyse_on(audio.stop_recording)
+        if example_set is not None:  # an example analyses on click, like a new recording
+            analyse_on(example_set.load_input_event.then)
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
     _bound_queue(demo, settings)
     _refusals_as_messages(demo)
@@ -323,7 +364,7 @@ def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
     build_app(settings).launch(server_name=settings.host or None, server_port=settings.port,
-                               max_file_size=f"{settings.max_upload_mb:g}mb")
+                               max_file_size=f"{settings.max_upload_mb:g}mb", css=PAGE_CSS)
 
 
 if __name__ == "__main__":

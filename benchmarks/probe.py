@@ -51,10 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     launched = args.launched if args.launched is not None else _T0
 
-    from benchmarks.timing import render_plot
+    from benchmarks.timing import render_outputs
     from instrusense.analysis import analyze_file
     from instrusense.model import tagger_for
-    from instrusense.plot import label_plot
     from instrusense.settings import load_settings
 
     imported = time.time()
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     peak_reset = _reset_peak()
 
     analysis = analyze_file(args.file, tagger, settings)
-    render_plot(label_plot(analysis, settings.top_k, settings.threshold))
+    render_outputs(analysis, settings)
     done = time.time()
     analysis_peak = _status_kb("VmHWM") if peak_reset else None
     maxrss_end = _maxrss_kb()

@@ -8,6 +8,8 @@ TARGETS = {  # name: (goal, comparison); the issue's targets for this 2-core CPU
     "180 s recording end to end (s)": (3.0, "<="),
     "180 s recording end to end, stretch (s)": (1.5, "<="),
     "600 s recording end to end (s)": (10.0, "<="),
+    "600 s recording end to end, full-resolution timeline (s)": (6.0, "<="),
+    "timeline hop at 600 s (s)": (1.5, "<="),
     "less time per audio second than AST-base (×)": (10.0, ">="),
     "peak memory analysing 600 s (MB)": (1536.0, "<="),
     "cold start to first result, CLI (s)": (8.0, "<="),
@@ -52,6 +54,8 @@ def measured_for_targets(results: dict) -> dict[str, float | None]:
     ratio = results.get("comparison", {}).get("ratio", {}).get("ast_vs_ours_end_to_end")
     return {
         "180 s recording end to end (s)": _worst(e2e, 180, "total_s"),
+        "600 s recording end to end, full-resolution timeline (s)": _worst(e2e, 600, "total_s"),
+        "timeline hop at 600 s (s)": _hop(results, 600),
         "180 s recording end to end, stretch (s)": _worst(e2e, 180, "total_s"),
         "600 s recording end to end (s)": _worst(e2e, 600, "total_s"),
         "less time per audio second than AST-base (×)": ratio,
@@ -59,6 +63,15 @@ def measured_for_targets(results: dict) -> dict[str, float | None]:
         "cold start to first result, CLI (s)": cold.get("cli", {}).get("median_s"),
         "cold start to first result, app (s)": cold.get("app", {}).get("median_s"),
     }
+
+
+def _hop(results: dict, seconds: float) -> float | None:
+    """The hop the analysis actually used, from the windows it ran over that recording."""
+    window = results.get("model", {}).get("window_s")
+    rows = [r["median"] for r in results.get("end_to_end", []) if r["seconds"] == seconds]
+    if not rows or not window or rows[0]["windows"] < 2:
+        return None
+    return (rows[0]["audio_s"] - window) / (rows[0]["windows"] - 1)
 
 
 def verdicts(results: dict) -> list[dict]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 import statistics
 import time
@@ -24,18 +23,14 @@ AST_WINDOW_SECONDS = 10.24  # AST-base's native input: 1024 frames of 10 ms
 AST_BATCH = 4
 
 
-def render_plot(fig) -> int:
-    """Encode the label plot the way the app's `gr.Plot` sends it (webp, else png); bytes written."""
-    import matplotlib.pyplot as plt
+def render_outputs(analysis, settings: Settings) -> int:
+    """The label plot and the JSON record (timeline included), serialised as the app sends them; bytes."""
+    import json
 
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="webp")
-    except (ValueError, KeyError):  # a Pillow without webp
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.tell()
+    from instrusense.export import analysis_record
+
+    plot = label_plot(analysis, settings.top_k).to_json()
+    return len(plot) + len(json.dumps(analysis_record("recording", analysis)))
 
 
 class _Timed:
@@ -58,8 +53,8 @@ class _Timed:
 def end_to_end(path: str | Path, tagger: Tagger, settings: Settings) -> dict[str, float]:
     """One analysis of `path` as the app runs it, with each stage's seconds.
 
-    The pipeline is `analyze_file` (= `load_audio` + `analyze_recording`) followed by the label plot,
-    rendered as the app sends it. `features` and `forward` are the feature extractor's and the
+    The pipeline is `analyze_file` (= `load_audio` + `analyze_recording`) followed by the label plot and
+    the JSON record, serialised as the app sends them (`plot_s`). `features` and `forward` are the feature extractor's and the
     model's share of the inference; `rest` is windowing, silence check, pooling and segments.
     """
     features, forward = _Timed(tagger.feature_extractor), _Timed(tagger.model)
@@ -70,7 +65,7 @@ def end_to_end(path: str | Path, tagger: Tagger, settings: Settings) -> dict[str
     t1 = time.perf_counter()
     analysis = analyze_recording(rec, timed, settings)
     t2 = time.perf_counter()
-    render_plot(label_plot(analysis, settings.top_k, settings.threshold))
+    render_outputs(analysis, settings)
     t3 = time.perf_counter()
     return {"total_s": t3 - t0, "decode_s": t1 - t0, "features_s": features.seconds, "forward_s": forward.seconds,
             "rest_s": (t2 - t1) - features.seconds - forward.seconds, "plot_s": t3 - t2,

@@ -13,7 +13,7 @@ from instrusense.model import StopSignal, Tagger, check_stop
 from instrusense.scores import Segment, clip_confidence, extract_segments
 from instrusense.settings import Settings
 from instrusense.taxonomy import FAMILY_OF, LABELS
-from instrusense.windows import choose_hop, frame, window_cells
+from instrusense.windows import frame, window_cells
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +29,19 @@ class LabelScore:
 
 @dataclass(frozen=True)
 class Timeline:
-    """Confidence of every label over time: row i covers [starts[i], ends[i]) seconds."""
+    """Confidence of every label over time: window i starts at i·hop and stands for [starts[i], ends[i])."""
 
     starts: np.ndarray
     ends: np.ndarray
-    probs: np.ndarray  # (n_cells, len(LABELS))
+    probs: np.ndarray  # (n_windows, len(LABELS))
+    window: float = 0.0
+    """Window length in seconds."""
+    hop: float = 0.0
+    """Step between windows in seconds: the timeline's resolution."""
+
+    @property
+    def window_starts(self) -> np.ndarray:
+        return np.arange(len(self.probs)) * self.hop
 
 
 @dataclass(frozen=True)
@@ -48,8 +56,16 @@ class Analysis:
     notices: list[str] = field(default_factory=list)
     """Things the user should know about this result (truncation, silence, repaired samples)."""
 
+    threshold: float = 0.5
+    """Clip confidence at or above which an instrument counts as playing (and gets segments)."""
+
     def top(self, k: int) -> list[LabelScore]:
         return self.labels[:k]
+
+    def shown(self, k: int) -> list[LabelScore]:
+        """What a face shows: the top k, and every instrument that passes the threshold (it has segments)."""
+        passing = sum(s.confidence >= self.threshold for s in self.labels)
+        return [s for s in self.labels[:max(k, passing)] if s.confidence > 0]
 
 
 def _fmt_minutes(seconds: float) -> str:
@@ -71,7 +87,7 @@ def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings,
         notices.append(f"{rec.nonfinite_samples} invalid samples (NaN/Inf) were treated as silence.")
 
     window_s = tagger.native_window_seconds or settings.window_seconds
-    hop_s = choose_hop(rec.duration, window_s, settings.hop_seconds, settings.max_windows)
+    hop_s = min(settings.hop_seconds, window_s)  # the same resolution at any length
     window, hop = round(window_s * rec.sample_rate), round(hop_s * rec.sample_rate)
     windows = frame(rec.samples, window, hop)
     starts, ends = window_cells(len(windows), window_s, hop_s, rec.duration)
@@ -88,11 +104,13 @@ def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings,
     clip = clip_confidence(probs, settings.pool_top_fraction)
     order = np.argsort(-clip, kind="stable")
     labels = [LabelScore(LABELS[i], FAMILY_OF[LABELS[i]], float(clip[i])) for i in order]
-    segments = extract_segments(probs, starts, ends, LABELS, settings.threshold, settings.segments_per_label)
+    passing = [i for i in order if clip[i] >= settings.threshold]  # below it: never a segment
+    segments = extract_segments(probs[:, passing], starts, ends, [LABELS[i] for i in passing], settings.threshold)
     if loud.any() and not segments:
         notices.append(f"No instrument detected with confidence ≥ {settings.threshold:g}.")
     return Analysis(duration=rec.source_duration, analysed_seconds=rec.duration, labels=labels,
-                    segments=segments, timeline=Timeline(starts, ends, probs), notices=notices)
+                    segments=segments, timeline=Timeline(starts, ends, probs, window_s, hop_s), notices=notices,
+                    threshold=settings.threshold)
 
 
 def analyze_file(path: str | Path, tagger: Tagger, settings: Settings,

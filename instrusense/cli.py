@@ -18,6 +18,7 @@ from tqdm import tqdm
 from instrusense.analysis import Analysis, analyze_file
 from instrusense.audio import AudioError
 from instrusense.export import analysis_record, error_record
+from instrusense.formatting import percent, seconds
 from instrusense.logs import configure_logging
 from instrusense.model import ModelUnavailableError, Tagger, tagger_for
 from instrusense.native_output import route_native_output_to_log
@@ -62,15 +63,15 @@ def format_table(record: dict, analysis: Analysis | None, top_k: int) -> str:
     lines = [f"{record['file']}  ({record['duration']:.1f} s)"]
     for notice in analysis.notices if analysis else []:
         lines.append(f"  note: {notice}")
-    shown = [item for item in record["labels"][:top_k] if item["confidence"] > 0]
+    shown = analysis.shown(top_k) if analysis else []  # the top k and every instrument with segments
     for item in shown:
-        bar = "█" * round(item["confidence"] * 20)
-        lines.append(f"  {display_name(item['label']):<18} {item['confidence']:6.1%}  {bar}")
-    segments = [seg for seg in record["segments"] if seg["label"] in {item["label"] for item in shown}]
-    if segments:
+        bar = "█" * round(item.confidence * 20)
+        lines.append(f"  {display_name(item.label):<18} {percent(item.confidence):>7}  {bar}")
+    if record["segments"]:
         lines.append("  segments:")
-        for seg in segments:
-            lines.append(f"    {seg['start']:7.2f}–{seg['end']:7.2f} s  {display_name(seg['label']):<18} {seg['confidence']:.2f}")
+        for seg in record["segments"]:
+            lines.append(f"    {seconds(seg['start']):>7}–{seconds(seg['end']):>7} s  {display_name(seg['label']):<18} "
+                         f"{percent(seg['confidence'])}")
     return "\n".join(lines)
 
 

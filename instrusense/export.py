@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 
-from instrusense.analysis import Analysis
+import numpy as np
+
+from instrusense.analysis import Analysis, Timeline
 from instrusense.scores import Segment
-from instrusense.taxonomy import display_name
+from instrusense.taxonomy import LABELS, display_name
 
 
 def _r(x: float, digits: int = 4) -> float:
@@ -22,13 +24,23 @@ def analysis_record(file: str, analysis: Analysis) -> dict:
         "labels": [{"label": s.label, "family": s.family, "confidence": _r(s.confidence)} for s in analysis.labels],
         "segments": [{"label": s.label, "start": _r(s.start, 3), "end": _r(s.end, 3), "confidence": _r(s.confidence)}
                      for s in analysis.segments],
+        "timeline": timeline_record(analysis.timeline),
         "error": None,
     }
 
 
+def timeline_record(timeline: Timeline, digits: int = 3) -> dict:
+    """Window, hop, window start times and every label's confidence per window: enough to redraw the plot."""
+    rounded = np.round(timeline.probs.astype(np.float64), digits)
+    return {"window": _r(timeline.window, 3), "hop": _r(timeline.hop, 3),
+            "starts": np.round(timeline.window_starts, 3).tolist(),
+            "confidence": {label: rounded[:, j].tolist() for j, label in enumerate(LABELS)}}
+
+
 def error_record(file: str, message: str, duration: float = 0.0) -> dict:
-    """The JSON object for a file that could not be analysed: empty lists, the reason in `error`."""
-    return {"file": file, "duration": _r(duration, 3), "labels": [], "segments": [], "error": message}
+    """The JSON object for a file that could not be analysed: empty lists, no timeline, the reason in `error`."""
+    return {"file": file, "duration": _r(duration, 3), "labels": [], "segments": [], "timeline": None,
+            "error": message}
 
 
 def segments_csv(segments: list[Segment]) -> str:

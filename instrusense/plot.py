@@ -1,66 +1,95 @@
-"""The label plot: one lane per top instrument, confidence over time, top segments highlighted.
+"""The label plot: one lane per instrument shown, confidence over time, every segment marked.
 
-Built on a bare :class:`~matplotlib.figure.Figure` (not pyplot: no global figure registry shared by the
-app's worker threads) with margins fixed in inches, not a layout engine: constrained layout was about a
-quarter of the plot's time per request (webp encoding included), and the plot is drawn on every request.
+A Plotly figure (sent as JSON, drawn by the browser): it scales to any screen width, keeps its text at
+a readable size on phones, shows instrument, time and confidence on hover or tap, and costs the same to
+build for a 10-minute timeline as for a short one (a few hundred points per lane). Colours that must
+follow the page's light or dark theme (text, grid) are left to the page's CSS (`app.PAGE_CSS`);
+backgrounds are transparent.
 """
 
 from __future__ import annotations
 
-import matplotlib as mpl
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch, Rectangle
+import plotly.graph_objects as go
 
 from instrusense.analysis import Analysis
+from instrusense.formatting import percent, seconds
 from instrusense.taxonomy import LABEL_INDEX, display_name
 
-_LANE = 0.8  # height of a lane; lanes are 1 apart
-_WIDTH_IN = 10.0
-_LANE_IN = 0.7
-_TOP_IN, _RIGHT_IN, _BOTTOM_IN = 0.15, 0.25, 0.75  # bottom: tick labels, axis label and the legend
-_CHAR_IN = 0.075  # width of a tick-label character at the default 10 pt (DejaVu Sans, with room to spare)
+LANE = 0.7  # height of a lane's curve; lanes are 1 apart, the name sits above the curve
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+BELOW = "#9ca3af"  # lanes of instruments under the threshold: context, never segments
+_LANE_PX, _FRAME_PX = 62, 64
 
 
-def label_plot(analysis: Analysis, top_k: int = 5, threshold: float = 0.5) -> Figure:
-    """Timeline figure of the top-k instruments, readable at a glance."""
-    top = [s for s in analysis.top(top_k) if s.confidence > 0]
-    ticks = [f"{display_name(s.label)}  {s.confidence:.0%}" for s in reversed(top)]
-    height = _TOP_IN + _BOTTOM_IN + _LANE_IN * max(len(top), 1)
-    left = 0.3 + _CHAR_IN * max((len(t) for t in ticks), default=0)
-    fig = Figure(figsize=(_WIDTH_IN, height), dpi=100)
-    fig.subplots_adjust(left=left / _WIDTH_IN, right=1 - _RIGHT_IN / _WIDTH_IN, bottom=_BOTTOM_IN / height,
-                        top=1 - _TOP_IN / height)
-    ax = fig.add_subplot()
-    end = max(analysis.analysed_seconds, 1e-3)
+def lane_names(analysis: Analysis, top_k: int) -> list[str]:
+    """Name of each lane, top lane first: name and clip confidence, greyed when under the threshold."""
+    names = [f"{display_name(s.label)} {percent(s.confidence)}" for s in analysis.shown(top_k)]
+    return [n if s.confidence >= analysis.threshold else f"<span style='color:{BELOW}'>{n}</span>"
+            for n, s in zip(names, analysis.shown(top_k))]
+
+
+def label_plot(analysis: Analysis, top_k: int = 5) -> go.Figure:
+    """Timeline figure of the instruments shown (the top k and every one that passes the threshold)."""
+    shown = analysis.shown(top_k)
     tl = analysis.timeline
-    colors = mpl.colormaps["tab10"].colors
-    for lane, score in enumerate(reversed(top)):
-        color = colors[(len(top) - 1 - lane) % len(colors)]
+    end = max(analysis.analysed_seconds, 1e-3)
+    x = np.append(tl.starts, tl.ends[-1])  # step curve: each window holds its value over its cell
+    fig = go.Figure()
+    names = lane_names(analysis, top_k)
+    for rank, score in enumerate(shown):
+        base = len(shown) - 1 - rank
         j = LABEL_INDEX[score.label]
-        xs = np.stack([tl.starts, tl.ends], axis=1).ravel()  # step curve: each cell flat
-        ys = lane + _LANE * np.repeat(tl.probs[:, j], 2)
-        ax.fill_between(xs, lane, ys, color=color, alpha=0.35, linewidth=0)
-        ax.plot(xs, ys, color=color, linewidth=1.2)
-        for seg in analysis.segments:
-            if seg.label == score.label:
-                ax.add_patch(Rectangle((seg.start, lane), seg.end - seg.start, _LANE, facecolor="none",
-                                       edgecolor=color, linewidth=2.2, hatch="//", alpha=0.9))
-        ax.axhline(lane + _LANE * threshold, color="0.6", linewidth=0.6, linestyle=":")
-    ax.set_yticks([lane + _LANE / 2 for lane in range(len(top))])
-    ax.set_yticklabels(ticks)
-    ax.set_ylim(-0.1, max(len(top), 1))
-    ax.set_xlim(0, end)
-    ax.set_xlabel("time (s)")
-    ax.grid(axis="x", color="0.9")
-    ax.set_axisbelow(True)
-    if not top:
-        ax.text(end / 2, 0.5, "No instrument detected", ha="center", va="center", color="0.4")
-    handles = [Patch(facecolor="0.5", alpha=0.35, label="confidence over time"),
-               Patch(facecolor="none", edgecolor="0.2", hatch="//", label="top segments"),
-               Line2D([], [], color="0.6", linestyle=":", label=f"threshold {threshold:g}")]
-    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False,
-               fontsize="small")
-    ax.spines[["top", "right"]].set_visible(False)
+        passes = score.confidence >= analysis.threshold
+        color = COLORS[rank % len(COLORS)] if passes else BELOW
+        name = display_name(score.label)
+        for seg in (s for s in analysis.segments if s.label == score.label):
+            fig.add_trace(go.Scatter(
+                x=[seg.start, seg.end, seg.end, seg.start, seg.start],
+                y=[base, base, base + LANE, base + LANE, base], mode="lines", fill="toself", fillcolor=color,
+                opacity=0.22, line={"width": 0}, showlegend=False, hoveron="fills", name=name,
+                text=f"{name}: plays {seconds(seg.start)}–{seconds(seg.end)} s, {percent(seg.confidence)}",
+                hoverinfo="text"))
+        probs = tl.probs[:, j]
+        y = base + LANE * np.append(probs, probs[-1])
+        custom = np.column_stack([np.append(tl.starts, tl.ends[-1]), np.append(tl.ends, tl.ends[-1]),
+                                  100 * np.append(probs, probs[-1])])
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines", line={"shape": "hv", "width": 2, "color": color,
+                                          "dash": "solid" if passes else "dot"},
+            name=name, showlegend=False, customdata=custom,
+            hovertemplate=f"<b>{name}</b><br>%{{customdata[0]:.2f}}–%{{customdata[1]:.2f}} s<br>"
+                          "confidence %{customdata[2]:.1f} %<extra></extra>"))
+        fig.add_shape(type="line", x0=0, x1=end, y0=base + LANE * analysis.threshold,
+                      y1=base + LANE * analysis.threshold, line={"width": 1, "dash": "dot", "color": BELOW},
+                      opacity=0.6)
+    for rank, name in enumerate(names):  # names above the lanes, not beside: the curves keep a phone's width
+        fig.add_annotation(x=0, xref="paper", y=len(shown) - 1 - rank + LANE, yref="y", text=name, showarrow=False,
+                           xanchor="left", yanchor="bottom", font={"size": 13})
+    lanes = max(len(shown), 1)
+    fig.update_layout(
+        height=_FRAME_PX + _LANE_PX * lanes, margin={"l": 8, "r": 8, "t": 4, "b": 48},
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", font={"size": 13},
+        hovermode="closest", dragmode=False, showlegend=False,
+        xaxis={"title": {"text": "time (s)"}, "range": [0, end], "showgrid": True, "zeroline": False,
+               "fixedrange": True},
+        yaxis={"showticklabels": False, "range": [-0.05, lanes], "showgrid": False, "zeroline": False,
+               "fixedrange": True},
+    )
+    if not shown:
+        fig.add_annotation(x=end / 2, y=0.5, text="No instrument detected", showarrow=False)
     return fig
+
+
+def describe(analysis: Analysis, top_k: int = 5, per_label: int = 6) -> str:
+    """The plot in words (its text alternative): each instrument shown and where it plays (the first
+    `per_label` stretches; the table and exports list every one), or that it stays under the threshold."""
+    lines = []
+    for score in analysis.shown(top_k):
+        segs = [s for s in analysis.segments if s.label == score.label]
+        where = ", ".join(f"{seconds(s.start)}–{seconds(s.end)} s" for s in segs[:per_label])
+        if len(segs) > per_label:
+            where += f" and {len(segs) - per_label} more"
+        lines.append(f"{display_name(score.label)} ({percent(score.confidence)}): "
+                     f"{where or 'under the threshold throughout'}")
+    return "; ".join(lines) + "." if lines else "No instrument detected."

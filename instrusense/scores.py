@@ -52,17 +52,13 @@ def runs_above(values: np.ndarray, threshold: float) -> list[tuple[int, int]]:
 
 
 def extract_segments(probs: np.ndarray, cell_starts: np.ndarray, cell_ends: np.ndarray,
-                     labels: tuple[str, ...] | list[str], threshold: float, per_label: int) -> list[Segment]:
-    """Merge consecutive windows above `threshold` into segments; keep each label's strongest.
+                     labels: tuple[str, ...] | list[str], threshold: float) -> list[Segment]:
+    """Every stretch of consecutive windows at or above `threshold`, for each label given, in time order.
 
-    A segment's confidence is the mean score of its windows; "strongest" ranks by confidence and
-    then length. The result is in time order.
+    No cap per label: the table, the exports and the plot show the whole recording. A segment's
+    confidence is the mean score of its windows.
     """
-    segments: list[Segment] = []
-    for j, label in enumerate(labels):
-        found = [Segment(label, float(cell_starts[a]), float(cell_ends[b - 1]), float(probs[a:b, j].mean()))
-                 for a, b in runs_above(probs[:, j], threshold)]
-        found.sort(key=lambda s: (s.confidence, s.end - s.start), reverse=True)
-        segments.extend(found[:per_label])
+    segments = [Segment(label, float(cell_starts[a]), float(cell_ends[b - 1]), float(probs[a:b, j].mean()))
+                for j, label in enumerate(labels) for a, b in runs_above(probs[:, j], threshold)]
     segments.sort(key=lambda s: (s.start, -s.confidence, s.label))
     return segments

@@ -25,9 +25,7 @@ class Settings:
     window_seconds: float = 3.0
     """Analysis window for models without a fixed input length (Whisper models bring their own)."""
     hop_seconds: float = 1.5
-    """Step between windows; the timeline's resolution."""
-    max_windows: int = 64
-    """Long recordings get a wider hop (up to the window length) so that about this many windows run."""
+    """Step between windows: the timeline's resolution, the same at any length (capped at the window)."""
     batch_size: int = 16
     """Windows per forward pass."""
     threads: int = 0
@@ -44,9 +42,8 @@ class Settings:
     silence_dbfs: float = -60.0
     """Windows (and whole recordings) quieter than this RMS level count as silence."""
     threshold: float = 0.5
-    """Confidence above which a window counts as the instrument playing (segments)."""
-    segments_per_label: int = 3
-    """Strongest segments kept per instrument."""
+    """Confidence at or above which an instrument counts as playing: over the clip to be listed with
+    segments, over a window for that stretch to be a segment."""
     pool_top_fraction: float = 0.1
     """Clip confidence = mean of the top fraction of window scores (max for short clips)."""
     top_k: int = 5
@@ -108,7 +105,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
 
 
 def _validate(s: Settings) -> None:
-    positive = ("window_seconds", "hop_seconds", "max_windows", "batch_size", "max_duration_seconds", "top_k",
+    positive = ("window_seconds", "hop_seconds", "batch_size", "max_duration_seconds", "top_k",
                 "max_upload_mb", "request_timeout_seconds", "concurrency_limit", "queue_max_size", "queue_per_client",
                 "upload_max_age_seconds", "upload_max_total_mb", "cleanup_interval_seconds")
     for name in positive:

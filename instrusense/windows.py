@@ -43,15 +43,3 @@ def window_cells(n_windows: int, window_s: float, hop_s: float, duration: float)
     starts[0] = 0.0
     ends[-1] = duration
     return starts, ends
-
-
-def choose_hop(duration: float, window_s: float, hop_s: float, max_windows: int) -> float:
-    """The hop to use: `hop_s`, widened for long recordings so at most `max_windows` windows are run.
-
-    Short recordings get the fine timeline; long ones keep the cost per recording bounded until the
-    hop reaches the window length (no gaps), beyond which cost grows with duration.
-    """
-    hop_s = min(hop_s, window_s)
-    if max_windows > 1 and duration > window_s:
-        hop_s = max(hop_s, (duration - window_s) / (max_windows - 1))
-    return min(hop_s, window_s)

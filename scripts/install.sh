@@ -9,6 +9,7 @@ DEB_PACKAGES=(
   fluidsynth timidity freepats                           # renderers
   fluid-soundfont-gm musescore-general-soundfont timgm6mb-soundfont csound-soundfont avldrums.lv2-soundfont
   sonic-pi-samples lmms-common                           # real samples for evaluation
+  chromium                                               # the browser test (driven by Python playwright)
 )
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do

@@ -27,12 +27,13 @@ def client(tiny_whisper):
 
 def _check_result(result, duration: float):
     ranking, plot, table, csv_file, audacity_file, record, notes = result
-    assert list(record) == ["file", "duration", "labels", "segments", "error"]
+    assert list(record) == ["file", "duration", "labels", "segments", "timeline", "error"]
     assert record["error"] is None and record["duration"] == pytest.approx(duration)
     assert sorted(i["label"] for i in record["labels"]) == sorted(LABELS)
     assert record["segments"]
-    assert len(ranking["confidences"]) == 5
-    assert table["data"] and len(table["data"][0]) == 4
+    assert "<ol>" in ranking and "%" in ranking
+    assert table["data"] and len(table["data"]) == len(record["segments"]) and len(table["data"][0]) == 4
+    assert all(cell.count(".") == 1 and len(cell.split(".")[1]) == 2 for row in table["data"] for cell in row[1:3])
     assert open(csv_file).readline().startswith("label,instrument,start,end")
     assert open(audacity_file).readline().count("\t") == 2
     assert plot is not None
@@ -58,9 +59,10 @@ def test_long_recording_is_cut_with_a_warning(client, write_audio):
 
 def test_silence_says_no_instrument(client, write_audio):
     path = write_audio("silence.wav", data=np.zeros((32000, 1), np.float32))
-    ranking, *_, record, notes = client.predict(handle_file(path), api_name="/analyze")
+    ranking, _, _, csv_file, audacity_file, record, notes = client.predict(handle_file(path), api_name="/analyze")
     assert "No instrument detected" in notes and record["segments"] == []
-    assert not ranking.get("confidences")
+    assert "No instrument detected" in ranking
+    assert csv_file is None and audacity_file is None  # nothing to download: no download buttons
 
 
 @pytest.mark.parametrize("name,payload,message", [

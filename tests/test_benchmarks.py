@@ -107,6 +107,12 @@ def test_verdicts_judge_each_target_and_leave_unmeasured_ones_open():
     assert met["180 s recording end to end (s)"] == (2.5, True)
     assert met["180 s recording end to end, stretch (s)"] == (2.5, False)
     assert met["600 s recording end to end (s)"] == (None, None)
+    assert met["timeline hop at 600 s (s)"] == (None, None)
+    results["end_to_end"].append({"seconds": 600, "format": "wav", "runs": [],
+                                  "median": {"total_s": 5.0, "windows": 399, "audio_s": 600.0}})
+    met = {v["target"]: (v["measured"], v["met"]) for v in report.verdicts(results)}
+    assert met["timeline hop at 600 s (s)"] == (1.5, True)
+    assert met["600 s recording end to end, full-resolution timeline (s)"] == (5.0, True)
     assert met["less time per audio second than AST-base (×)"] == (15.0, True)
     assert met["peak memory analysing 600 s (MB)"] == (1000.0, True)
     assert met["cold start to first result, app (s)"] == (9.0, False)
@@ -142,3 +148,18 @@ def test_the_int8_model_counts_the_same_parameters_and_says_it_is_quantised():
     quantised = quantize_int8(model)
     assert parameter_count(quantised) == parameter_count(model)  # packed int8 weights are no `parameters()`
     assert describe_precision(quantised) == "float32, 2 linear layers in dynamic int8"
+
+
+def test_levers_interleave_every_contender_and_render_a_table():
+    from benchmarks import levers
+
+    order = []
+    times = levers.interleaved({name: (lambda n=name: order.append(n)) for name in "abc"}, runs=3)
+    assert all(len(ts) == 3 for ts in times.values())
+    assert order[3:] == list("abc") + list("bca") + list("cab")  # after one warm-up each, the order rotates
+    results = {"config": {"seconds": 60.0, "windows": 39, "hop_s": 1.5, "runs": 3},
+               "machine": {"cpu_model": "Test CPU", "torch_threads": 2, "load_average_start": [1.0],
+                           "load_average_end": [1.0]},
+               "rows": [{"contender": "torch int8, batch 16", "median_s": 0.5, "vs_app": 1.0, "max_diff_vs_float32": 0.1}]}
+    text = levers.render(results)
+    assert "39 windows (hop 1.5 s)" in text and "| torch int8, batch 16 |" in text

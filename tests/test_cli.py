@@ -43,7 +43,7 @@ def test_json_contract_with_a_bad_file_in_the_middle(tiny_whisper, write_audio, 
     records = json.loads(proc.stdout)  # stdout is exactly one JSON array
     assert [r["file"] for r in records] == [good, str(bad), other]
     for r in records:
-        assert list(r) == ["file", "duration", "labels", "segments", "error"]
+        assert list(r) == ["file", "duration", "labels", "segments", "timeline", "error"]
     ok, failed, ok2 = records
     assert ok["error"] is None and ok["duration"] == 4.0
     assert sorted(item["label"] for item in ok["labels"]) == sorted(LABELS)
@@ -52,6 +52,8 @@ def test_json_contract_with_a_bad_file_in_the_middle(tiny_whisper, write_audio, 
     assert ok["segments"] and all(set(s) == {"label", "start", "end", "confidence"} for s in ok["segments"])
     assert "Could not decode bad.flac" in failed["error"] and failed["labels"] == [] == failed["segments"]
     assert ok2["error"] is None and ok2["duration"] == 3.0
+    assert ok["timeline"]["hop"] == 1.5 and len(ok["timeline"]["starts"]) == len(ok["timeline"]["confidence"]["piano"])
+    assert failed["timeline"] is None
     assert "could not be analysed" in proc.stderr
 
 
@@ -59,7 +61,10 @@ def test_top_k_shortens_the_table_but_never_the_json(tiny_whisper, write_audio, 
     path = write_audio("a.wav")
     code, out = run_main(monkeypatch, capsys, "--json", "--top-k", "2", "--model", tiny_whisper, path)
     assert code == 0 and len(json.loads(out)[0]["labels"]) == len(LABELS)
-    code, table = run_main(monkeypatch, capsys, "--top-k", "2", "--model", tiny_whisper, path)
+    # Under the threshold nothing plays, so the table shows just the top k (every instrument that plays,
+    # with its segments, is always listed).
+    code, table = run_main(monkeypatch, capsys, "--top-k", "2", "--model", tiny_whisper, path,
+                           INSTRUSENSE_THRESHOLD="0.9")
     assert code == 0
     assert table.startswith(path) and len([ln for ln in table.splitlines() if "%" in ln]) == 2
 

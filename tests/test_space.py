@@ -63,7 +63,7 @@ def uploads(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def settings(tiny_whisper):
-    return load_settings({}, model=tiny_whisper, threshold=0.3, batch_size=1, max_windows=1000,
+    return load_settings({}, model=tiny_whisper, threshold=0.3, batch_size=1,
                          max_duration_seconds=600.0, concurrency_limit=1, queue_max_size=6, queue_per_client=2,
                          cleanup_interval_seconds=1.0)
 

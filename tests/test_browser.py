@@ -1,0 +1,89 @@
+"""The page in a real browser (headless Chromium, 1280 and 390 px, light and dark), with the shipped model.
+
+Upload or click an example, analyse, read the ranking and the segment table, check the plot's text size and
+theme, fetch both downloads, and save a screenshot of each to docs/ (the README shows
+`docs/screenshot-1280-light.png`). Skipped where Chromium or Playwright is missing (see the `browser` fixture).
+"""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+MEDLEY = REPO / "examples" / "medley.flac"
+DOCS = REPO / "docs"
+LOOKS = [(1280, "light", "upload"), (1280, "dark", "upload"), (390, "light", "upload"), (390, "dark", "example")]
+
+
+@pytest.fixture(scope="module")
+def page_url():
+    import app
+    from instrusense.settings import load_settings
+
+    demo = app.build_app(load_settings({}))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, css=app.PAGE_CSS)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+def _luminance(css_rgb: str) -> float:
+    r, g, b = (float(v) for v in css_rgb[css_rgb.index("(") + 1:css_rgb.index(")")].split(",")[:3])
+    return (0.2126 * r + 0.7152 * g + 0.0722 * b) / 255
+
+
+@pytest.mark.parametrize("width,scheme,how", LOOKS)
+def test_page_analyses_and_reads_well(browser, page_url, width, scheme, how):
+    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    page = context.new_page()
+    try:
+        page.goto(page_url, wait_until="networkidle")
+        assert page.evaluate("document.body.classList.contains('dark')") == (scheme == "dark")
+        assert not page.locator("#download-csv").is_visible()  # nothing to download yet: no download boxes
+        if how == "example":  # one click on an example analyses it
+            page.get_by_role("button", name="medley.flac").click()
+        else:
+            page.locator("input[type=file]").first.set_input_files(str(MEDLEY))
+            page.locator("audio, wave, .waveform-container, [data-testid=waveform-Recording]").first.wait_for(
+                state="attached", timeout=30_000)
+            page.get_by_role("button", name="Analyse").click()
+        page.locator("#ranking li").first.wait_for(timeout=90_000)
+        page.locator("#timeline .main-svg").first.wait_for(timeout=30_000)
+        page.locator("#download-csv").wait_for(state="visible", timeout=30_000)
+        page.wait_for_function("document.querySelector('#segments')?.innerText.includes('%')", timeout=30_000)
+
+        ranking = page.locator("#ranking li").all_inner_texts()
+        assert len(ranking) >= 5 and "%" in ranking[0] and "100 %" not in ranking[0]
+        rows = page.eval_on_selector_all(  # the grid's cells, row by row
+            "#segments [role=gridcell]", "cells => Object.values(cells.reduce((rows, c) => "
+            "((rows[c.dataset.row] ??= []).push(c.innerText.trim()), rows), {}))")
+        assert rows and all(len(r) == 4 for r in rows), rows
+        for name, start, end, conf in rows:  # times to 0.01 s, percentages with one decimal
+            assert len(start.split(".")[1]) == 2 and len(end.split(".")[1]) == 2 and conf.endswith(" %")
+        table_box = page.locator("#segments table").first.bounding_box()
+        assert table_box["x"] + table_box["width"] <= width + 1  # the confidence column is not cut off
+
+        names = page.locator("#timeline .annotation-text")
+        assert names.count() >= 5
+        for k in range(names.count()):
+            assert names.nth(k).bounding_box()["height"] >= 10  # legible on a phone
+        fill = names.first.evaluate("e => getComputedStyle(e).fill")
+        assert (_luminance(fill) > 0.6) == (scheme == "dark")  # the plot follows the theme
+        words = page.locator("#timeline-text").inner_text()
+        assert "In words:" in words and "s;" in words
+
+        for button in ("#download-csv", "#download-audacity"):
+            with page.expect_download() as download:
+                page.locator(button).click()
+            text = Path(download.value.path()).read_text()
+            assert text.count("\n") >= len(rows)
+
+        page.screenshot(path=str(DOCS / f"screenshot-{width}-{scheme}.png"), full_page=True)
+    finally:
+        context.close()
