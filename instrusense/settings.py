@@ -31,7 +31,7 @@ class Settings:
     threads: int = 0
     """Torch intra-op threads; 0 keeps torch's default (one per core)."""
     quantize: bool = True
-    """On CPUs, run the model's linear layers in dynamic int8: about twice as fast, accuracy level (README,
+    """On CPUs, run the model's linear layers in dynamic int8: about twice as fast, accuracy level (benchmarks/README.md,
     Speed). 0 for float32. GPUs always run float32."""
     device: str = "auto"
     """Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."""
