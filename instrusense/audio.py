@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 384_000
+EMPTY = "The recording is empty (it holds no audio samples)."
 _MAX_FILTER_TAPS = 1 << 21  # bounds torchaudio's resampling filter bank (~8 MB of float32)
 _BLOCK_SAMPLES = 1 << 20  # decode in blocks of ~4 MB: memory follows what is analysed, not the file
 
@@ -154,7 +155,7 @@ def _open_soundfile(path: Path, max_seconds: float) -> Iterator[_Source]:
         rate, total, channels = int(f.samplerate), int(f.frames), max(int(f.channels), 1)
         _check_rate(rate)
         if total <= 0:
-            raise AudioError("The recording is empty (it holds no audio samples).")
+            raise AudioError(EMPTY)
         limit = min(total, int(math.ceil(max_seconds * rate)))
 
         def blocks() -> Iterator[np.ndarray]:
@@ -239,28 +240,51 @@ def _not_mostly_mp3(path: Path, seconds: float) -> bool:
     return seconds * 56_000 < 0.5 * (path.stat().st_size - _id3_bytes(path) - 128)
 
 
+class RecordingBuilder:
+    """Mono blocks of any size in, a `Recording` out: NaN/Inf silenced, resampled block by block,
+    over-range audio scaled back by its peak. The one way decoded audio becomes a `Recording`, from a
+    file or from a live stream (`streaming.py`), so that both are analysed alike."""
+
+    def __init__(self, rate: int, sample_rate: int):
+        self.rate, self.sample_rate = rate, sample_rate
+        self._resampler = BlockResampler(rate, sample_rate)
+        self._parts: list[np.ndarray] = []
+        self.samples_in = 0
+        self.nonfinite = 0
+        self.peak = 0.0
+
+    def push(self, block: np.ndarray) -> None:
+        block, bad = _finite(block)
+        self.samples_in, self.nonfinite = self.samples_in + len(block), self.nonfinite + bad
+        if block.size:
+            self.peak = max(self.peak, float(block.max()), -float(block.min()))
+        self._parts.append(self._resampler.push(block))
+
+    def finish(self, source_duration: float) -> Recording:
+        """The recording (call once); `source_duration` is the length of the whole source."""
+        self._parts.append(self._resampler.flush())
+        if self.samples_in == 0:
+            raise AudioError(EMPTY)
+        samples = _fit(np.concatenate(self._parts), round(self.samples_in * self.sample_rate / self.rate))
+        self._parts = []
+        if self.peak > 1.0:  # over-range float audio; scaling commutes with resampling
+            samples /= np.float32(self.peak)
+        return Recording(samples=samples, sample_rate=self.sample_rate, source_duration=source_duration,
+                         nonfinite_samples=self.nonfinite)
+
+
 def _read(opener, path: Path, sample_rate: int, max_seconds: float) -> Recording:
     """Decode, mix down, clean and resample block by block: memory follows the output, not the file."""
     with native_output_to_log(), opener(path, max_seconds) as source:
-        resampler = BlockResampler(source.rate, sample_rate)
-        parts, n_in, n_bad, peak = [], 0, 0, 0.0
+        builder = RecordingBuilder(source.rate, sample_rate)
         for block in source.blocks:
-            block, bad = _finite(block)
-            n_in, n_bad = n_in + len(block), n_bad + bad
-            if block.size:
-                peak = max(peak, float(block.max()), -float(block.min()))
-            parts.append(resampler.push(block))
-        parts.append(resampler.flush())
-    if n_in == 0:
-        raise AudioError("The recording is empty (it holds no audio samples).")
-    read_seconds = n_in / source.rate
+            builder.push(block)
+    if builder.samples_in == 0:
+        raise AudioError(EMPTY)
+    read_seconds = builder.samples_in / source.rate
     if source.format == "MP3" and not source.cut and _not_mostly_mp3(path, read_seconds):
         raise _undecodable(path)
-    samples = _fit(np.concatenate(parts), round(n_in * sample_rate / source.rate))
-    if peak > 1.0:  # over-range float audio; scaling commutes with resampling
-        samples /= np.float32(peak)
-    full = max(source.seconds or 0.0, read_seconds) if source.cut else read_seconds
-    return Recording(samples=samples, sample_rate=sample_rate, source_duration=full, nonfinite_samples=n_bad)
+    return builder.finish(max(source.seconds or 0.0, read_seconds) if source.cut else read_seconds)
 
 
 def _finite(block: np.ndarray) -> tuple[np.ndarray, int]:
@@ -297,6 +321,11 @@ def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float, min_se
     rec = decode(path, sample_rate, max_seconds)
     if rec.nonfinite_samples:
         log.warning("%s: %d non-finite samples replaced by silence", Path(path).name, rec.nonfinite_samples)
+    return long_enough(rec, min_seconds)
+
+
+def long_enough(rec: Recording, min_seconds: float) -> Recording:
+    """`rec`, or an `AudioError` if it is too short to name an instrument."""
     if rec.duration < min_seconds:
         raise AudioError(f"The recording is too short ({rec.duration:.2f} s): InstruSense needs at least "
                          f"{min_seconds:g} s of audio.")

@@ -24,6 +24,7 @@ from instrusense.logs import configure_logging
 from instrusense.model import ModelUnavailableError, Tagger, tagger_for
 from instrusense.native_output import route_native_output_to_log
 from instrusense.settings import Settings, SettingsError, load_settings
+from instrusense.stream_cli import add_parser as add_stream_parser, run_stream
 from instrusense.taxonomy import display_name
 
 log = logging.getLogger("instrusense.cli")
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--model", default=None,
                          help="checkpoint directory or Hub id (default: $INSTRUSENSE_MODEL or models/instrusense)")
     analyze.add_argument("--top-k", type=int, default=None, help="instruments shown per file in the table")
+    add_stream_parser(sub)
     corpus_command.add_parser(sub)
     return parser
 
@@ -109,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     route_native_output_to_log()  # decoders' C-level messages: to the log at debug level, not the terminal
+    if args.command == "stream":
+        return run_stream(args, settings, sys.stdout)
     if args.command == "corpus":
         return corpus_command.run(args, settings)
     return run_analyze(args, settings, sys.stdout)

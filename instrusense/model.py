@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 HOW_TO_GET_A_MODEL = (
     "Get the default model by cloning the repository with its models/instrusense folder, train one "
-    "with `python -m finetune.train` (see README, 'Training'), or point INSTRUSENSE_MODEL / --model at "
+    "with `python -m finetune.train` (see finetune/README.md), or point INSTRUSENSE_MODEL / --model at "
     "a local checkpoint directory or a Hugging Face Hub id of an audio-classification model."
 )
 
@@ -139,6 +139,29 @@ def tagger_for(settings: Settings) -> Tagger:
     return load_tagger(resolve_model_id(settings.model), settings.threads, settings.quantize, settings.device)
 
 
+def tagger_from(model: torch.nn.Module, extractor, model_id: str = "in memory",
+                device: torch.device | None = None) -> Tagger:
+    """Wrap a model and its feature extractor that are already in memory (a model being trained, say)
+    into the `Tagger` the analysis runs, so that evaluation scores clips exactly as the app and CLI do."""
+    label_map = label_map_for(model.config.id2label)
+    if not (label_map >= 0).any():
+        raise ModelUnavailableError(
+            f"The model {model_id!r} has no labels that name instruments of the InstruSense taxonomy "
+            f"(it has e.g. {list(model.config.id2label.values())[:5]}).")
+    n_samples = getattr(extractor, "n_samples", None)
+    rate = int(extractor.sampling_rate)
+    return Tagger(
+        model=model,
+        feature_extractor=extractor,
+        model_id=model_id,
+        multi_label=model.config.problem_type == "multi_label_classification",
+        sampling_rate=rate,
+        native_window_seconds=(n_samples / rate) if n_samples else None,
+        label_map=label_map,
+        device=device if device is not None else next(model.parameters()).device,
+    )
+
+
 @functools.lru_cache(maxsize=2)
 def load_tagger(model_id: str, threads: int = 0, quantize: bool = False, device: str = "auto") -> Tagger:
     """Load a checkpoint once per process (cached), ready for inference."""
@@ -168,25 +191,9 @@ def load_tagger(model_id: str, threads: int = 0, quantize: bool = False, device:
     if quantize:
         model = quantize_int8(model)
     model = model.to(target)
-    label_map = label_map_for(model.config.id2label)
-    if not (label_map >= 0).any():
-        raise ModelUnavailableError(
-            f"The model {model_id!r} has no labels that name instruments of the InstruSense taxonomy "
-            f"(it has e.g. {list(model.config.id2label.values())[:5]}).")
-    n_samples = getattr(extractor, "n_samples", None)
-    rate = int(extractor.sampling_rate)
-    tagger = Tagger(
-        model=model,
-        feature_extractor=extractor,
-        model_id=model_id,
-        multi_label=model.config.problem_type == "multi_label_classification",
-        sampling_rate=rate,
-        native_window_seconds=(n_samples / rate) if n_samples else None,
-        label_map=label_map,
-        device=target,
-    )
+    tagger = tagger_from(model, extractor, model_id, target)
     log.info("loaded %s (%s%s, %d labels, %s, %s window) on %s", model_id, model.config.model_type,
              ", int8" if quantize else "",
-             len(label_map), "multi-label" if tagger.multi_label else "single-label",
+             len(tagger.label_map), "multi-label" if tagger.multi_label else "single-label",
              f"{tagger.native_window_seconds:g} s" if tagger.native_window_seconds else "free", target)
     return tagger

@@ -31,7 +31,7 @@ class Settings:
     threads: int = 0
     """Torch intra-op threads; 0 keeps torch's default (one per core)."""
     quantize: bool = True
-    """On CPUs, run the model's linear layers in dynamic int8: about twice as fast, accuracy level (README,
+    """On CPUs, run the model's linear layers in dynamic int8: about twice as fast, accuracy level (benchmarks/README.md,
     Speed). 0 for float32. GPUs always run float32."""
     device: str = "auto"
     """Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."""
@@ -46,6 +46,19 @@ class Settings:
     segments, over a window for that stretch to be a segment."""
     pool_top_fraction: float = 0.1
     """Clip confidence = mean of the top fraction of window scores (max for short clips)."""
+    live_hop_seconds: float = 0.5
+    """Step of the app's live view (its "now playing" ranking and rolling timeline) while the microphone records."""
+    live_view_seconds: float = 30.0
+    """Length of the rolling timeline the app's live view shows."""
+    live_listeners: int = 4
+    """Live microphone sessions the app scores at once; chunks of further sessions wait in the queue."""
+    stream_threads: int = 1
+    """Torch threads that score a live window (one per hop): more only wait on each other on a busy CPU
+    (README, "Listen live"); 0 keeps the process's. The final analysis of a take uses the process's."""
+    stream_stall_seconds: float = 10.0
+    """A live stream whose producer sends nothing for this long is closed with a message."""
+    stream_max_chunk_seconds: float = 30.0
+    """Longest chunk a live stream accepts at once (bounds memory per call)."""
     top_k: int = 5
     """Instruments shown in the app's ranking and label plot, and in the CLI's table."""
     max_upload_mb: float = 200.0
@@ -107,7 +120,9 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
 def _validate(s: Settings) -> None:
     positive = ("window_seconds", "hop_seconds", "batch_size", "max_duration_seconds", "top_k",
                 "max_upload_mb", "request_timeout_seconds", "concurrency_limit", "queue_max_size", "queue_per_client",
-                "upload_max_age_seconds", "upload_max_total_mb", "cleanup_interval_seconds")
+                "upload_max_age_seconds", "upload_max_total_mb", "cleanup_interval_seconds",
+                "live_hop_seconds", "live_view_seconds", "live_listeners", "stream_stall_seconds",
+                "stream_max_chunk_seconds")
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"{_env_name(name)} must be positive, got {getattr(s, name)}")

@@ -86,3 +86,36 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+
+
+TONES = [("flute", 880.0), ("cello", 110.0), ("piano", 440.0), ("tuba", 55.0)]
+
+
+@pytest.fixture(scope="session")
+def eval_dataset(tmp_path_factory):
+    """A tiny instrument DatasetDict of tones: train, validation (solo + one mixture) and real splits."""
+    import datasets
+
+    from finetune.data.schema import features
+
+    out = tmp_path_factory.mktemp("eval-data")
+
+    def split(items, source, kind):
+        rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": []}
+        for labels, wave, src in items:
+            rows["audio"].append({"array": wave, "sampling_rate": 16000})
+            rows["labels"].append(labels)
+            rows["source"].append(src or source)
+            rows["kind"].append(kind if len(labels) == 1 else "mixture")
+            rows["activity"].append([[1.0] * 40 for _ in labels])
+        return datasets.Dataset.from_dict(rows, features=features())
+
+    solo = [([label], tone(4.0, 16000, freq=f, level=lv)[:, 0], None) for label, f in TONES for lv in (0.2, 0.5, 0.8)]
+    pair = tone(4.0, 16000, freq=880.0)[:, 0] * 0.5 + tone(4.0, 16000, freq=110.0)[:, 0] * 0.5
+    datasets.DatasetDict({
+        "train": split(solo, "synthetic", "note"),
+        "validation": split(solo[::3] + [(["flute", "cello"], pair, None)], "heldout", "note"),
+        "real": split([(lab, w, "real-eval" if i % 2 else "other") for i, (lab, w, _) in enumerate(solo[1::3])],
+                      "", "real"),
+    }).save_to_disk(str(out))
+    return str(out)

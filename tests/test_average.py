@@ -42,7 +42,7 @@ def test_other_architectures_or_labels_are_refused(tmp_path):
         average([a, other], tmp_path / "y")
     with pytest.raises(ValueError, match="two"):
         average([a], tmp_path / "z")
-    assert main(["--out", str(tmp_path / "cli"), str(a), str(shorter)]) == 2
+    assert main(["--out", str(tmp_path / "cli"), "--models", str(a), str(shorter)]) == 2
     assert not (tmp_path / "cli" / "model.safetensors").exists()
 
 

@@ -150,6 +150,19 @@ def test_the_int8_model_counts_the_same_parameters_and_says_it_is_quantised():
     assert describe_precision(quantised) == "float32, 2 linear layers in dynamic int8"
 
 
+def test_live_benchmark_summaries():
+    from benchmarks.live import percentiles, render_markdown
+
+    assert percentiles([]) == {"n": 0, "p50": None, "p95": None, "max": None}
+    summary = percentiles([0.1, 0.2, 0.3, 1.0])
+    assert summary["n"] == 4 and summary["p50"] == pytest.approx(0.25) and summary["max"] == 1.0
+    machine = {"cpu_model": "cpu", "cpu_count": 2, "torch": "2.9", "torch_threads": 2, "code_version": "abc",
+               "load_average_start": [1.0]}
+    pipe = {"audio_seconds": 60, "hop_lines": 40, "latency": summary, "final_equals_analyze": False}
+    table = render_markdown({"machine": machine, "pipe": pipe, "load_average_end": [2.0]})
+    assert "| `stream`, paced pipe (60 s, 40 hop lines) | 0.25 |" in table and "final == analyze: NO" in table
+
+
 def test_levers_interleave_every_contender_and_render_a_table():
     from benchmarks import levers
 

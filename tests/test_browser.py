@@ -43,7 +43,8 @@ def test_page_analyses_and_reads_well(browser, page_url, width, scheme, how):
     context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
     page = context.new_page()
     try:
-        page.goto(page_url, wait_until="networkidle")
+        page.goto(page_url, wait_until="load")  # never "networkidle": the live microphone's recorder keeps loading
+        page.get_by_role("button", name="Analyse").wait_for()
         assert page.evaluate("document.body.classList.contains('dark')") == (scheme == "dark")
         assert not page.locator("#download-csv").is_visible()  # nothing to download yet: no download boxes
         if how == "example":  # one click on an example analyses it

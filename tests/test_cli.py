@@ -1,4 +1,5 @@
-"""The CLI contract of the spec, end to end in a subprocess."""
+"""The CLI contract of the spec: end to end in a subprocess (stdout holds nothing but the result), and
+in-process through `instrusense.cli.main` where the subprocess adds only start-up time."""
 
 import json
 import os
@@ -20,6 +21,16 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "INSTRUSENSE_THRESHOLD": "0.3", **env}
     return subprocess.run([sys.executable, "-m", "instrusense", "analyze", *args], cwd=REPO, env=full_env,
                           capture_output=True, text=True, timeout=300)
+
+
+def run_main(monkeypatch, capsys, *args: str, **env: str) -> tuple[int, str]:
+    """`python -m instrusense analyze ARGS` in this process: (exit code, stdout)."""
+    from instrusense.cli import main
+
+    for key, value in {"INSTRUSENSE_THRESHOLD": "0.3", **env}.items():
+        monkeypatch.setenv(key, value)
+    code = main(["analyze", *args])
+    return code, capsys.readouterr().out
 
 
 def test_json_contract_with_a_bad_file_in_the_middle(tiny_whisper, write_audio, tmp_path):
@@ -46,18 +57,20 @@ def test_json_contract_with_a_bad_file_in_the_middle(tiny_whisper, write_audio, 
     assert "could not be analysed" in proc.stderr
 
 
-def test_top_k_shortens_the_table_but_never_the_json(tiny_whisper, write_audio):
+def test_top_k_shortens_the_table_but_never_the_json(tiny_whisper, write_audio, monkeypatch, capsys):
     path = write_audio("a.wav")
-    proc = run_cli("--json", "--top-k", "2", "--model", tiny_whisper, path)
-    assert proc.returncode == 0 and len(json.loads(proc.stdout)[0]["labels"]) == len(LABELS)
+    code, out = run_main(monkeypatch, capsys, "--json", "--top-k", "2", "--model", tiny_whisper, path)
+    assert code == 0 and len(json.loads(out)[0]["labels"]) == len(LABELS)
     # Under the threshold nothing plays, so the table shows just the top k (every instrument that plays,
     # with its segments, is always listed).
-    table = run_cli("--top-k", "2", "--model", tiny_whisper, path, INSTRUSENSE_THRESHOLD="0.9")
-    assert table.returncode == 0
-    assert table.stdout.startswith(path) and len([ln for ln in table.stdout.splitlines() if "%" in ln]) == 2
+    code, table = run_main(monkeypatch, capsys, "--top-k", "2", "--model", tiny_whisper, path,
+                           INSTRUSENSE_THRESHOLD="0.9")
+    assert code == 0
+    assert table.startswith(path) and len([ln for ln in table.splitlines() if "%" in ln]) == 2
 
 
-def test_every_bad_input_gets_its_message_and_the_batch_goes_on(tiny_whisper, write_audio, tmp_path):
+def test_every_bad_input_gets_its_message_and_the_batch_goes_on(tiny_whisper, write_audio, tmp_path, monkeypatch,
+                                                                capsys, caplog):
     nan = tone(2.0, 16000)
     nan[::3] = np.nan
     (tmp_path / "empty.wav").write_bytes(b"")
@@ -72,9 +85,10 @@ def test_every_bad_input_gets_its_message_and_the_batch_goes_on(tiny_whisper, wr
         write_audio("long.wav", seconds=8.0): None,
         write_audio("lies.mp3", fmt="WAV"): None,
     }
-    proc = run_cli("--json", "--model", tiny_whisper, *files, INSTRUSENSE_MAX_DURATION_SECONDS="5")
-    records = {r["file"]: r for r in json.loads(proc.stdout)}
-    assert proc.returncode == 1
+    code, out = run_main(monkeypatch, capsys, "--json", "--model", tiny_whisper, *files,
+                         INSTRUSENSE_MAX_DURATION_SECONDS="5")
+    records = {r["file"]: r for r in json.loads(out)}
+    assert code == 1
     for path, message in files.items():
         if message is None:
             assert records[path]["error"] is None, path
@@ -82,13 +96,13 @@ def test_every_bad_input_gets_its_message_and_the_batch_goes_on(tiny_whisper, wr
             assert message in records[path]["error"], path
     silent = records[str(tmp_path / "silent.wav")]
     assert all(i["confidence"] == 0 for i in silent["labels"]) and silent["segments"] == []
-    assert "silent" in proc.stderr and "first 0:05 of 0:08" in proc.stderr
+    assert "silent" in caplog.text and "first 0:05 of 0:08" in caplog.text
 
 
-def test_missing_model_fails_every_file_with_instructions(write_audio, tmp_path):
-    proc = run_cli("--json", "--model", str(tmp_path / "no-model"), write_audio("a.wav"))
-    assert proc.returncode == 1
-    (record,) = json.loads(proc.stdout)
+def test_missing_model_fails_every_file_with_instructions(write_audio, tmp_path, monkeypatch, capsys):
+    code, out = run_main(monkeypatch, capsys, "--json", "--model", str(tmp_path / "no-model"), write_audio("a.wav"))
+    assert code == 1
+    (record,) = json.loads(out)
     assert "INSTRUSENSE_MODEL" in record["error"] and record["labels"] == []
 
 

@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("fluidsynth")
 datasets = pytest.importorskip("datasets")
 
-from finetune.build import build  # noqa: E402
-from finetune.sources import SOURCES  # noqa: E402
+from finetune.data.build import build  # noqa: E402
+from finetune.data.sources import SOURCES  # noqa: E402
 from instrusense.taxonomy import LABEL_INDEX  # noqa: E402
 
 SMALL = ("timgm6mb", "sf_gmbank")
@@ -34,6 +34,7 @@ def _decode(value) -> tuple[np.ndarray, int]:
     return samples.data.numpy(), samples.sample_rate
 
 
+@pytest.mark.slow
 def test_saved_dataset_opens_with_splits_and_columns(built):
     dd = datasets.load_from_disk(str(built))
     assert set(dd) == {"train", "validation"}
@@ -43,6 +44,7 @@ def test_saved_dataset_opens_with_splits_and_columns(built):
         assert split.features["audio"].sampling_rate == 16000
 
 
+@pytest.mark.slow
 def test_clips_have_length_level_labels_and_activity(built):
     dd = datasets.load_from_disk(str(built))
     for split in dd.values():
@@ -60,12 +62,14 @@ def test_clips_have_length_level_labels_and_activity(built):
                 assert len(act) == int(CLIP * 10) and set(act) <= {0.0, 1.0} and sum(act) > 0
 
 
+@pytest.mark.slow
 def test_splits_are_disjoint_by_source(built):
     dd = datasets.load_from_disk(str(built))
     assert set(dd["train"]["source"]) == {"timgm6mb"}
     assert set(dd["validation"]["source"]) == {"sf_gmbank"}
 
 
+@pytest.mark.slow
 def test_build_is_deterministic(built, tmp_path):
     again = tmp_path / "again"
     build(again, hours=60 * CLIP / 3600, seed=0, clip_seconds=CLIP, holdout=("sf_gmbank",), sources=SMALL,
@@ -77,6 +81,7 @@ def test_build_is_deterministic(built, tmp_path):
             np.testing.assert_array_equal(_decode(a[split][i]["audio"])[0], _decode(b[split][i]["audio"])[0])
 
 
+@pytest.mark.slow
 def test_extra_one_shots_follow_the_same_clips(built, tmp_path):
     more = tmp_path / "one-shots"
     build(more, hours=60 * CLIP / 3600, seed=0, clip_seconds=CLIP, holdout=("sf_gmbank",), sources=SMALL,
@@ -100,6 +105,7 @@ def test_one_shots_must_not_be_negative(tmp_path):
               one_shots=-1)
 
 
+@pytest.mark.slow
 def test_card_reports_measurements(built):
     card = (built / "README.md").read_text()
     for needle in ("real time", "size per hour", "Clips per label and split", "Held-out library",
@@ -114,8 +120,8 @@ def test_holdout_must_leave_training_sources(tmp_path):
 
 @pytest.mark.skipif(not (REAL_EVAL / "labels.csv").is_file(), reason="shared/real-eval not beside the clone")
 def test_real_split_loads_real_eval():
-    from finetune.real import real_eval_rows
-    from finetune.schema import features
+    from finetune.data.real import real_eval_rows
+    from finetune.data.schema import features
 
     rows = list(real_eval_rows(REAL_EVAL))
     assert len(rows) == 159
@@ -128,8 +134,9 @@ def test_real_split_loads_real_eval():
     assert all(set(a) == {1.0} for acts in ds["activity"] for a in acts)
 
 
+@pytest.mark.slow
 def test_cli_writes_a_loadable_dataset(tmp_path):
-    from finetune.data import main
+    from finetune.data.__main__ import main
 
     out = tmp_path / "cli"
     assert main(["--out", str(out), "--hours", str(10 * CLIP / 3600), "--clip-seconds", str(CLIP), "--seed", "1",

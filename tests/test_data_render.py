@@ -9,9 +9,10 @@ import pytest
 
 pytest.importorskip("fluidsynth")
 
-from finetune.music import DRUM_KINDS, GENERATORS, NOTE_RANGE_EXTRA, Note, Part, choose_kind, make_part  # noqa: E402
-from finetune.render import FPS, SAMPLE_RATE, FluidRenderer, activity, assemble, probe_programs  # noqa: E402
-from finetune.sources import SOURCES, load_programs  # noqa: E402
+from finetune.data.music import DRUM_KINDS, GENERATORS, NOTE_RANGE_EXTRA, Note, Part, choose_kind, make_part  # noqa: E402
+from finetune.data.render import FluidRenderer, activity, assemble, probe_programs  # noqa: E402
+from finetune.data.schema import FPS, SAMPLE_RATE  # noqa: E402
+from finetune.data.sources import SOURCES, load_programs  # noqa: E402
 from instrusense.taxonomy import LABEL_INDEX, LABELS  # noqa: E402
 
 TIM = SOURCES["timgm6mb"]
@@ -97,8 +98,8 @@ def test_mixture_labels_match_parts(tim):
 
 
 def test_every_label_has_two_independent_training_lineages():
-    from finetune.build import DEFAULT_HOLDOUT
-    from finetune.render import make_renderer
+    from finetune.data.build import DEFAULT_HOLDOUT
+    from finetune.data.render import make_renderer
 
     # One library per lineage is enough (FluidR3 stands for FluidR3 + MuseScore General).
     names = [n for n in ("fluidr3", "timgm6mb", "sf_gmbank", "freepats")
@@ -116,7 +117,7 @@ def test_every_label_has_two_independent_training_lineages():
 
 @pytest.mark.skipif(not SOURCES["freepats"].available(), reason="timidity / freepats not installed")
 def test_timidity_batches_stay_aligned():
-    from finetune.render import TimidityRenderer
+    from finetune.data.render import TimidityRenderer
 
     prog = next(p for p in load_programs() if p.gm_name.startswith("Acoustic Guitar (nylon)"))
     parts = [Part(prog, [Note(0.8 + 0.1 * i, 0.4, 60, 110)]) for i in range(5)]
@@ -128,8 +129,8 @@ def test_timidity_batches_stay_aligned():
 
 
 def test_drum_kit_library_plays_only_the_standard_kit_and_its_one_shots_sound():
-    from finetune.music import drum_hits
-    from finetune.render import make_renderer
+    from finetune.data.music import drum_hits
+    from finetune.data.render import make_renderer
 
     src = SOURCES["avl_black_pearl"]
     if not src.available():

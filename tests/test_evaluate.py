@@ -2,18 +2,15 @@
 
 import json
 
-import datasets
 import numpy as np
 import pytest
 
-from conftest import tone
-from finetune.baselines import AstArguments, MfccArguments, MfccBaseline, fit_mfcc, make_ast
-from finetune.evaluate import CARD_END, CARD_START, main as evaluate_main
-from finetune.metrics import family_accuracy, mean_average_precision, multi_hot, part_metrics, topk_accuracy
-from finetune.schema import features
+from finetune.evaluation.baselines import AstArguments, MfccArguments, MfccBaseline, fit_mfcc, make_ast
+from finetune.evaluation.evaluate import main as evaluate_main
+from finetune.evaluation.scoring import score_clips
+from finetune.model_card import CARD_END, CARD_START
+from finetune.evaluation.metrics import family_accuracy, mean_average_precision, multi_hot, part_metrics, topk_accuracy
 from instrusense.taxonomy import LABEL_INDEX, LABELS
-
-TONES = [("flute", 880.0), ("cello", 110.0), ("piano", 440.0), ("tuba", 55.0)]
 
 
 def _scores(rows: list[dict[str, float]]) -> np.ndarray:
@@ -48,44 +45,19 @@ def test_metrics_on_a_hand_made_example():
 
 
 @pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("eval-data")
-
-    def split(items, source, kind):
-        rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": []}
-        for labels, wave, src in items:
-            rows["audio"].append({"array": wave, "sampling_rate": 16000})
-            rows["labels"].append(labels)
-            rows["source"].append(src or source)
-            rows["kind"].append(kind if len(labels) == 1 else "mixture")
-            rows["activity"].append([[1.0] * 40 for _ in labels])
-        return datasets.Dataset.from_dict(rows, features=features())
-
-    solo = [([label], tone(4.0, 16000, freq=f, level=lv)[:, 0], None) for label, f in TONES for lv in (0.2, 0.5, 0.8)]
-    pair = tone(4.0, 16000, freq=880.0)[:, 0] * 0.5 + tone(4.0, 16000, freq=110.0)[:, 0] * 0.5
-    datasets.DatasetDict({
-        "train": split(solo, "synthetic", "note"),
-        "validation": split(solo[::3] + [(["flute", "cello"], pair, None)], "heldout", "note"),
-        "real": split([(lab, w, "real-eval" if i % 2 else "other") for i, (lab, w, _) in enumerate(solo[1::3])],
-                      "", "real"),
-    }).save_to_disk(str(out))
-    return str(out)
-
-
-@pytest.fixture(scope="module")
-def mfcc_dir(tiny_dataset, tmp_path_factory):
-    model, record = fit_mfcc(MfccArguments(dataset=tiny_dataset, threads=0))
+def mfcc_dir(eval_dataset, tmp_path_factory):
+    model, record = fit_mfcc(MfccArguments(dataset=eval_dataset, threads=0))
     return str(model.save(tmp_path_factory.mktemp("mfcc"), record))
 
 
-def test_mfcc_baseline_end_to_end(mfcc_dir, tiny_dataset):
-    from finetune.clips import load_clips
+def test_mfcc_baseline_end_to_end(mfcc_dir, eval_dataset):
+    from finetune.data.clips import load_clips
 
     model = MfccBaseline.load(mfcc_dir)
     with np.load(f"{mfcc_dir}/model.npz", allow_pickle=False) as z:  # no pickle anywhere
         assert z["coef"].shape == (len(LABELS), 160)
-    clips = load_clips(tiny_dataset, "validation")
-    scores = model.predict(clips)
+    clips = load_clips(eval_dataset, "validation")
+    scores = score_clips(model, clips.waves)  # scored by the library's analysis, as every model
     assert scores.shape == (len(clips), len(LABELS)) and np.all((scores >= 0) & (scores <= 1))
     y = multi_hot(clips.labels)
     solo = y.sum(axis=1) == 1
@@ -94,19 +66,19 @@ def test_mfcc_baseline_end_to_end(mfcc_dir, tiny_dataset):
     assert scores[:, LABEL_INDEX["violin"]].max() < 0.01  # never seen in training
 
 
-def test_evaluate_writes_one_table_for_every_model(tiny_dataset, tiny_whisper, mfcc_dir, tmp_path):
+def test_evaluate_writes_one_table_for_every_model(eval_dataset, tiny_whisper, mfcc_dir, tmp_path):
     ast = make_ast(tmp_path / "ast", AstArguments(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                                   intermediate_size=32, num_mel_bins=32))
     card = tmp_path / "README.md"
     card.write_text(f"# model\n\n{CARD_START}\nSTALE TABLE\n{CARD_END}\n\nafter\n")
     out = tmp_path / "results"
-    assert evaluate_main(["--dataset", tiny_dataset, "--whisper", tiny_whisper, "--ast", str(ast),
+    assert evaluate_main(["--dataset", eval_dataset, "--whisper", tiny_whisper, "--ast", str(ast),
                           "--mfcc", mfcc_dir, "--out", str(out), "--card", str(card)]) == 0
     md = (out / "results.md").read_text()
     for title in ("MFCC statistics + logistic regression", "small AST from scratch", "fine-tuned Whisper-base"):
         for part in ("validation solo", "validation mixtures", "real (all)", "real-eval only"):
             assert f"| {title} | {part} |" in md
-    assert "Per-label F1" in md and "| flute |" in md and "python -m finetune.evaluate" in md
+    assert "Per-label F1" in md and "| flute |" in md and "python -m finetune.evaluation.evaluate" in md
     results = json.loads((out / "results.json").read_text())
     rows = results["models"]["whisper"]["rows"]
     assert rows["validation solo"]["clips"] == 4 and rows["validation mixtures"]["clips"] == 1
@@ -118,15 +90,15 @@ def test_evaluate_writes_one_table_for_every_model(tiny_dataset, tiny_whisper, m
     assert "| fine-tuned Whisper-base |" in text
 
     # a missing model is skipped with a note, not an error
-    assert evaluate_main(["--dataset", tiny_dataset, "--whisper", str(tmp_path / "nope"), "--ast", "",
+    assert evaluate_main(["--dataset", eval_dataset, "--whisper", str(tmp_path / "nope"), "--ast", "",
                           "--mfcc", mfcc_dir, "--out", str(tmp_path / "r2"), "--limit", "3"]) == 0
     md2 = (tmp_path / "r2" / "results.md").read_text()
     assert "Not evaluated" in md2 and "| fine-tuned Whisper-base |" not in md2
 
 
-def test_carry_over_keeps_a_missing_models_rows_only_when_scored_on_the_same_clips(tiny_dataset, mfcc_dir, tmp_path):
+def test_carry_over_keeps_a_missing_models_rows_only_when_scored_on_the_same_clips(eval_dataset, mfcc_dir, tmp_path):
     out = tmp_path / "results"
-    base = ["--dataset", tiny_dataset, "--whisper", "", "--ast", "", "--out", str(out)]
+    base = ["--dataset", eval_dataset, "--whisper", "", "--ast", "", "--out", str(out)]
 
     def run(*extra: str) -> dict:
         assert evaluate_main(base + list(extra)) == 0
@@ -154,13 +126,3 @@ def test_carry_over_keeps_a_missing_models_rows_only_when_scored_on_the_same_cli
     assert "mfcc" not in other["models"] and "mfcc" in other["skipped"]
     run("--mfcc", mfcc_dir)
     assert "mfcc" not in run("--mfcc", "")["models"]
-
-
-def test_selection_command_scores_both_models_and_refuses_a_model_no_better_than_itself(
-        tiny_dataset, tiny_whisper, tmp_path, capsys):
-    from finetune.selection import main as selection_main
-
-    assert selection_main([tiny_whisper, "--shipped", tiny_whisper, "--dataset", tiny_dataset, "--device", "cpu"]) == 1
-    out = capsys.readouterr().out
-    assert "| validation mAP (all held-out clips) higher | **no** |" in out and "may not replace" in out
-    assert selection_main([str(tmp_path / "missing"), "--shipped", tiny_whisper, "--dataset", tiny_dataset]) == 2

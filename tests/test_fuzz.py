@@ -62,12 +62,14 @@ def _wav_header(channels: int, rate: int, bits: int, fmt_tag: int, data_bytes: i
             + b"data" + struct.pack("<I", data_bytes))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(payload=st.binary(max_size=4096), ext=EXTENSIONS)
 def test_random_bytes_under_any_extension(run, payload, ext):
     run(payload, f"upload.{ext}" if ext else "upload")
 
 
+@pytest.mark.slow
 @FUZZ
 @given(channels=st.integers(0, 70000), rate=st.integers(0, 2**32 - 1),
        bits=st.sampled_from([0, 1, 8, 16, 24, 32, 64, 7]),
@@ -102,6 +104,7 @@ def _signal(seed: int, frames: int, channels: int, damage: str) -> np.ndarray:
     return x
 
 
+@pytest.mark.slow
 @FUZZ
 @given(seed=st.integers(0, 2**32 - 1), fmt=FORMATS, ext=EXTENSIONS,
        rate=st.one_of(st.sampled_from([8000, 11025, 16000, 22050, 44100, 48000, 96000]), st.integers(1, 400_000)),

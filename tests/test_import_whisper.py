@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from finetune import ct2_reader as ct2
 from finetune import import_whisper as iw
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -25,8 +26,8 @@ SENTENCE = "The quick brown fox jumps over the lazy dog."
 
 
 @pytest.fixture(scope="module")
-def ct2_model() -> iw.Ct2Model:
-    return iw.load_ct2_model()
+def ct2_model() -> ct2.Ct2Model:
+    return ct2.load_ct2_model()
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +58,8 @@ def speech_16k(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 
 
-def test_parser_reads_header_and_encoder_variables(ct2_model: iw.Ct2Model) -> None:
+@pytest.mark.slow
+def test_parser_reads_header_and_encoder_variables(ct2_model: ct2.Ct2Model) -> None:
     assert ct2_model.spec == "WhisperSpec"
     assert ct2_model.revision >= 1
     variables = ct2_model.variables
@@ -116,7 +118,7 @@ def _tiny_model_bytes() -> bytes:
 def test_chained_reader_parses_across_any_split_point() -> None:
     data = _tiny_model_bytes()
     for cut in range(len(data) + 1):
-        model = iw.parse_ct2_model(iw.ChainedReader([io.BytesIO(data[:cut]), io.BytesIO(data[cut:])]))
+        model = ct2.parse_ct2_model(ct2.ChainedReader([io.BytesIO(data[:cut]), io.BytesIO(data[cut:])]))
         np.testing.assert_array_equal(model.variables["w"], np.arange(6, dtype=np.float16).reshape(2, 3))
         assert int(model.variables["n"]) == 8
         assert model.aliases == {"alias": "w"}
@@ -125,11 +127,11 @@ def test_chained_reader_parses_across_any_split_point() -> None:
 def test_parser_rejects_truncated_and_trailing_data() -> None:
     data = _tiny_model_bytes()
     with pytest.raises(EOFError):
-        iw.parse_ct2_model(iw.ChainedReader([io.BytesIO(data[:-3])]))
+        ct2.parse_ct2_model(ct2.ChainedReader([io.BytesIO(data[:-3])]))
     with pytest.raises(ValueError, match="trailing"):
-        iw.parse_ct2_model(iw.ChainedReader([io.BytesIO(data + b"x")]))
+        ct2.parse_ct2_model(ct2.ChainedReader([io.BytesIO(data + b"x")]))
     with pytest.raises(ValueError, match="version"):
-        iw.parse_ct2_model(iw.ChainedReader([io.BytesIO(struct.pack("<I", 5) + data[4:])]))
+        ct2.parse_ct2_model(ct2.ChainedReader([io.BytesIO(struct.pack("<I", 5) + data[4:])]))
 
 
 # ------------------------------------------------------------------------------------------
@@ -137,16 +139,18 @@ def test_parser_rejects_truncated_and_trailing_data() -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def test_mapping_covers_every_tensor(ct2_model: iw.Ct2Model) -> None:
-    state = iw.ct2_to_hf_state_dict(iw.load_ct2_variables_from(ct2_model))
+@pytest.mark.slow
+def test_mapping_covers_every_tensor(ct2_model: ct2.Ct2Model) -> None:
+    state = iw.ct2_to_hf_state_dict(ct2.load_ct2_variables_from(ct2_model))
     # 245 = WhisperForConditionalGeneration's 246 state-dict entries minus the tied proj_out.
     assert len(state) == 245
     assert state["model.encoder.layers.0.self_attn.k_proj.weight"].shape == (512, 512)
     assert "model.encoder.layers.0.self_attn.k_proj.bias" not in state
 
 
-def test_mapping_fails_loudly(ct2_model: iw.Ct2Model) -> None:
-    variables = iw.load_ct2_variables_from(ct2_model)
+@pytest.mark.slow
+def test_mapping_fails_loudly(ct2_model: ct2.Ct2Model) -> None:
+    variables = ct2.load_ct2_variables_from(ct2_model)
     with pytest.raises(ValueError, match="unmapped"):
         iw.ct2_to_hf_state_dict(variables | {"encoder/surprise": np.zeros(3, np.float16)})
     missing = dict(variables)
@@ -164,6 +168,7 @@ def test_mapping_fails_loudly(ct2_model: iw.Ct2Model) -> None:
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_convert_is_idempotent(converted: Path) -> None:
     weights = converted / "model.safetensors"
     before = weights.stat().st_mtime_ns
@@ -177,6 +182,7 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
 
 
+@pytest.mark.slow
 def test_converted_model_transcribes_speech(converted: Path, speech_16k: np.ndarray) -> None:
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
@@ -192,6 +198,7 @@ def test_converted_model_transcribes_speech(converted: Path, speech_16k: np.ndar
     assert recall >= 0.8, f"transcript {transcript!r} recalls only {recall:.0%} of {SENTENCE!r}"
 
 
+@pytest.mark.slow
 def test_audio_classification_loads_encoder(converted: Path) -> None:
     """The instrument classifier will start from WhisperForAudioClassification: it must pick up
     every encoder weight (only its new head may be missing) and give finite hidden states."""

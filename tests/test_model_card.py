@@ -1,4 +1,4 @@
-"""finetune.model_card: the card describes the recipe the run actually used, and nothing else."""
+"""finetune.model_card: the card describes the recipe the run actually used, its lineage and its metrics."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import copy
 from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
 
-from finetune.model_card import render_card
+from finetune.model_card import CARD_END, CARD_START, render_card, update_card, write_model_card
 from finetune.records import last_trained, read_record
 
 SHIPPED = Path(__file__).parents[1] / "models" / "instrusense"
@@ -27,12 +28,10 @@ HISTORY = [{"step": 500, "loss": 0.2, "elapsed_s": 600.0, "validation": {"top1":
 
 @pytest.mark.parametrize("option, value, phrase", [
     ("pitch_shift", 2.0, "up to 2 semitones faster or slower"),
-    ("spec_augment", True, "SpecAugment"),
-    ("amp", 0.5, "Amplifier: 50% of the examples holding only electric instruments"),
-    ("filter_augment", 1.0, "FilterAugment: 100% of the log-mel spectrograms"),
+    ("mix_fraction", 0.5, "50% get crops of 1–2 other training clips mixed in"),
 ])
 def test_optional_augmentations_are_described_only_when_used(option, value, phrase):
-    off = render_card(_run(**{option: False if option == "spec_augment" else 0.0}), 500, HISTORY, "cmd")
+    off = render_card(_run(**{option: 0.0}), 500, HISTORY, "cmd")
     on = render_card(_run(**{option: value}), 500, HISTORY, "cmd")
     assert phrase not in off and phrase in on
 
@@ -45,14 +44,6 @@ def test_family_loss_is_described_only_when_used():
     on = render_card(run, 500, HISTORY, "cmd")
     assert "BCE over the" not in off and "plus 0.5× a BCE over the 8 families" in on
     assert "family term" not in off and "the loss includes the family term" in on
-
-
-def test_base_decay_is_described_only_when_used():
-    run = _run()
-    off = render_card(run, 500, HISTORY, "cmd")
-    run["train"] = {**run["train"], "base_decay": 10.0}
-    on = render_card(run, 500, HISTORY, "cmd")
-    assert "L2-SP" not in off and "lr×10 of the way back to its pretrained value" in on
 
 
 def test_varispeed_sentence_says_whether_drums_were_shifted():
@@ -68,28 +59,29 @@ def test_shipped_card_recipe_matches_its_run():
     card = render_card(record, run.get("step"), HISTORY, "python -m finetune.train " + " ".join(run["argv"]))
     assert f"{run['train']['max_steps']} steps, seed {run['train']['seed']}" in card and "--mix_fraction" in card
     assert ("mixed in" in card) == bool(run["data"].get("mix_fraction"))
-    assert f"Data: `{run['data']['dataset']}`" in card
-    if "averaged" in record:  # every averaged model is named, and the average is the last command
-        paths = [a["path"] for a in record["averaged"]]
-        assert all(f"`{p}` (" in card for p in paths)
+    assert f"`{run['data']['dataset']}`, built by" in card
+    assert ModelCard(card).data.base_model == "openai/whisper-base"
+    if "averaged" in record:  # the lineage points at the record beside the card, and the average is the last command
+        assert "averaged_from.json" in card
         commands = card[card.index("```bash"):card.index("```", card.index("```bash") + 3)]
-        assert commands.rstrip().endswith(f"python -m finetune.average --out {record['out']} " + " ".join(paths))
+        paths = [a["path"] for a in record["averaged"]]
+        assert commands.rstrip().endswith(f"python -m finetune.average --out {record['out']} --models " + " ".join(paths))
 
 
-def test_a_continued_run_lists_every_stage_its_commands_and_the_total_wall_time():
+def test_a_continued_run_lists_every_stages_command_and_the_total_wall_time():
     first = {**_run(), "step": 6000, "elapsed_s": 7200.0, "argv": ["--max_steps", "6000"]}
     first["train"] = {**first["train"], "max_steps": 6000, "seed": 0}
     second = {**_run(), "parent": first, "argv": ["--init_from", "models/instrusense"]}
     second["train"] = {**second["train"], "max_steps": 2000, "seed": 1}
     card = render_card(second, 2000, HISTORY, "python -m finetune.train --init_from models/instrusense")
-    assert "Trained in 2 stages" in card and "6000 steps (seed 0" in card
+    assert "Stage 2 of 2" in card
     assert "python -m finetune.train --max_steps 6000\npython -m finetune.train --init_from" in card
-    assert "10 min for this stage" in card and "(130 min with the earlier stages)" in card
+    assert "10 min for this stage (130 min with every stage behind it)" in card
     single = render_card(first, 6000, HISTORY, "cmd")
-    assert "stages" not in single and "10 min for the whole run" in single and "average" not in single
+    assert "Stage" not in single and "10 min for this stage," in single and "average" not in single
 
 
-def test_a_restart_from_a_weight_average_names_the_averaged_runs_and_their_commands():
+def test_a_restart_from_a_weight_average_lists_the_averaged_runs_commands_once():
     base = {**_run(), "step": 6000, "elapsed_s": 7200.0, "argv": ["--max_steps", "6000"]}
     base["train"] = {**base["train"], "max_steps": 6000, "seed": 0}
     a = {**_run(), "parent": base, "step": 2000, "argv": ["--seed", "4", "--init_from", "models/instrusense"]}
@@ -99,13 +91,11 @@ def test_a_restart_from_a_weight_average_names_the_averaged_runs_and_their_comma
             "argv": ["--init_from", "runs/soup"]}
     last["model"] = {**last["model"], "init_from": "runs/soup"}
     card = render_card(last, 2000, HISTORY, "python -m finetune.train --init_from runs/soup")
-    assert "Trained in 2 stages" in card
-    assert "the uniform average of the weights of 2 models" in card and "`runs/a` (2000 steps (seed 4" in card
-    assert "after 1 earlier stage)" in card
+    assert "Stage 2 of 2" in card
     commands = card[card.index("```bash"):]
     assert commands.count("--max_steps 6000") == 1  # the shared first stage once
     # the average was not told where it went, so its directory is where the restart read it
-    assert "python -m finetune.average --out runs/soup runs/a runs/b\npython -m finetune.train --init_from runs/soup" in commands
+    assert "python -m finetune.average --out runs/soup --models runs/a runs/b\npython -m finetune.train --init_from runs/soup" in commands
 
 
 def test_a_shipped_average_describes_its_last_model_and_ends_with_the_average():
@@ -116,17 +106,30 @@ def test_a_shipped_average_describes_its_last_model_and_ends_with_the_average():
     record = {"out": "runs/avg", "averaged": [{"path": "models/instrusense", "run": first},
                                               {"path": "runs/r/model", "run": restart}]}
     card = render_card(record, 2000, HISTORY, "ignored: the average's commands come from its record")
-    assert "2000 steps, seed 7" in card and "is the one kept for the average" in card
-    assert "## Training\n\nThe shipped weights are the uniform average of 2 fine-tuned models" in card
-    assert "The shipped weights are the uniform average of the weights of 2 models" in card
-    assert "`models/instrusense` (6000 steps (seed 0" in card and "after 1 earlier stage)" in card
+    assert "2000 steps, seed 7" in card and "uniform average of 2 fine-tuned models" in card
     commands = card[card.index("```bash"):]
     assert commands.count("--max_steps 6000") == 1 and "ignored" not in commands
-    assert "--seed 7\npython -m finetune.average --out runs/avg models/instrusense runs/r/model\n```" in commands
+    assert "--seed 7\npython -m finetune.average --out runs/avg --models models/instrusense runs/r/model\n```" in commands
     # wall time: this stage (10 min of HISTORY) plus every other averaged stage once (120 min)
-    assert "10 min for this stage" in card and "(130 min with all the averaged models' stages)" in card
+    assert "10 min for this stage (130 min with every stage behind the average)" in card
     # the last averaged model also stands in another's lineage (as a copy): its time is counted once
     inner = {"averaged": [{"path": "runs/r/model", "run": restart}, {"path": "first", "run": copy.deepcopy(first)}]}
-    assert "(40 min with all the averaged models' stages)" in render_card(inner, 6000, HISTORY, "cmd")
+    assert "(40 min with every stage behind the average)" in render_card(inner, 6000, HISTORY, "cmd")
     with pytest.raises(ValueError, match="training record"):
         render_card({"averaged": [{"path": "a", "run": None}]}, 1, HISTORY, "cmd")
+
+
+RESULTS = {"models": {"whisper": {"rows": {"real-eval only": {"top1": 0.62346, "mAP": 0.75}}}}}
+
+
+def test_an_evaluation_fills_the_section_and_the_model_index_and_a_new_card_keeps_both(tmp_path):
+    write_model_card(tmp_path, _run(), 500, HISTORY, ["--seed", "0"])
+    assert update_card(tmp_path / "README.md", "## Evaluation\n\nTABLE", RESULTS)
+    card = ModelCard.load(tmp_path / "README.md")
+    assert f"{CARD_START}\n## Evaluation\n\nTABLE\n{CARD_END}" in card.text
+    got = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert got == {("real-eval only", "accuracy"): 0.6235, ("real-eval only", "map"): 0.75}
+    write_model_card(tmp_path, _run(), 1000, HISTORY, ["--seed", "1"])  # a new run over the same folder
+    again = ModelCard.load(tmp_path / "README.md")
+    assert "TABLE" in again.text and "--seed 1" in again.text
+    assert len(again.data.eval_results) == 2

@@ -85,6 +85,7 @@ def _check(record: dict, expected: dict[str, float], name: str) -> None:
     assert {i["label"]: i["confidence"] for i in record["labels"]} == pytest.approx(expected, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_concurrent_clients_all_get_their_own_correct_answer(url, clips):
     paths = list(clips)
 
@@ -112,6 +113,7 @@ def test_concurrent_clients_all_get_their_own_correct_answer(url, clips):
           f"{len(latencies) / elapsed:.1f} requests/s, latency p50 {p50:.2f} s, p95 {p95:.2f} s")
 
 
+@pytest.mark.slow
 def test_requests_beyond_capacity_wait_in_the_queue_with_their_position(url, clips):
     path = next(iter(clips))
     clients = [Client(url + "/", verbose=False, headers={"X-Forwarded-For": f"198.51.100.{k}"}) for k in range(6)]
@@ -129,6 +131,7 @@ def test_requests_beyond_capacity_wait_in_the_queue_with_their_position(url, cli
     assert ranks and max(ranks) >= 1  # at least one request was told its place in the queue
 
 
+@pytest.mark.slow
 def test_soak_memory_stays_bounded(url, clips):
     client = Client(url + "/", verbose=False)
     path = next(iter(clips))
@@ -245,12 +248,6 @@ def test_no_eval_no_pickle_no_broad_paths_in_the_app():
                        r"torch\.load\(", r"allowed_paths", r"gr\.Textbox"):
             assert not re.search(banned, code), f"{path.name}: {banned}"
     assert "use_safetensors=True" in (REPO / "instrusense" / "model.py").read_text()
-
-
-def test_every_setting_rejects_nonsense_limits():
-    for name in ("max_upload_mb", "max_duration_seconds", "request_timeout_seconds", "concurrency_limit"):
-        with pytest.raises(ValueError, match=name.upper()):
-            load_settings({f"INSTRUSENSE_{name.upper()}": "0"})
 
 
 def test_labels_are_the_taxonomy(clips):

@@ -1,9 +1,9 @@
-"""finetune.selection: the README's rule for replacing the shipped model, and that real-eval plays no part."""
+"""finetune.evaluation.selection: the README's rule for replacing the shipped model, and that real-eval plays no part."""
 
 import numpy as np
 
-from finetune.clips import Clips
-from finetune.selection import judge, rule_metrics
+from finetune.data.clips import Clips
+from finetune.evaluation.selection import judge, rule_metrics
 from instrusense.taxonomy import LABELS
 
 
@@ -55,3 +55,14 @@ def test_a_bar_the_shipped_model_meets_must_stay_met_and_an_unmet_one_is_not_ask
     assert checks["validation solo: family ≥ 0.95 (met by the shipped model)"] is False
     shipped["validation solo: family"] = 0.944  # not met by the shipped model: no check
     assert not any("family" in c for c, _ in judge(candidate, shipped))
+
+
+def test_selection_command_scores_both_models_and_refuses_a_model_no_better_than_itself(
+        eval_dataset, tiny_whisper, tmp_path, capsys):
+    from finetune.evaluation.selection import main as selection_main
+
+    assert selection_main(["--candidate", tiny_whisper, "--shipped", tiny_whisper, "--dataset", eval_dataset,
+                           "--device", "cpu"]) == 1
+    out = capsys.readouterr().out
+    assert "| validation mAP (all held-out clips) higher | **no** |" in out and "may not replace" in out
+    assert selection_main(["--candidate", str(tmp_path / "missing"), "--shipped", tiny_whisper, "--dataset", eval_dataset]) == 2

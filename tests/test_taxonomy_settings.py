@@ -51,3 +51,9 @@ def test_env_example_lists_every_setting():
     text = (REPO / ".env.example").read_text()
     listed = set(re.findall(r"^INSTRUSENSE_(\w+)=", text, re.M))
     assert listed == {f.upper() for f in Settings.__dataclass_fields__}
+
+
+def test_every_setting_rejects_nonsense_limits():
+    for name in ("max_upload_mb", "max_duration_seconds", "request_timeout_seconds", "concurrency_limit"):
+        with pytest.raises(ValueError, match=name.upper()):
+            load_settings({f"INSTRUSENSE_{name.upper()}": "0"})

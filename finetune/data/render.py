@@ -1,4 +1,4 @@
-"""Render :class:`~finetune.music.Part` s to 16 kHz mono audio, and turn parts into labelled clips.
+"""Render :class:`~finetune.data.music.Part` s to 16 kHz mono audio, and turn parts into labelled clips.
 
 Two engines: SoundFonts in-process through libfluidsynth (``pyfluidsynth``; no process start, no MIDI
 files, far faster than real time) and freepats through the ``timidity`` command, which gets one
@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from finetune.midi import write_midi
-from finetune.music import Note, Part
-from finetune.sources import Program, Source, load_programs, timidity_drum_keys, timidity_programs
+from finetune.data.midi import write_midi
+from finetune.data.music import Note, Part
+from finetune.data.schema import FPS, SAMPLE_RATE
+from finetune.data.sources import Program, Source, load_programs, timidity_drum_keys, timidity_programs
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-FPS = 10  # activity frames per second
 SILENCE_PEAK = 1e-3  # a rendered part quieter than this (float full scale) counts as silent
 ACTIVITY_GATE_DB = -45.0  # a note-on frame counts as sounding if its RMS is above peak-frame RMS + this
 DRUM_HIT_SECONDS = 0.3
@@ -149,10 +148,6 @@ class TimidityRenderer:
 
 
 def make_renderer(source: Source):
-    if source.engine == "model":
-        from finetune.physical import ModelledRenderer
-
-        return ModelledRenderer(source)
     return TimidityRenderer(source) if source.engine == "timidity" else FluidRenderer(source)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +10,7 @@ import datasets
 import numpy as np
 import soundfile as sf
 
-from finetune.schema import FPS, SAMPLE_RATE
-from instrusense.windows import frame
+from finetune.data.schema import FPS, SAMPLE_RATE
 
 
 @dataclass
@@ -50,20 +48,3 @@ def load_clips(path: str | Path, split: str, limit: int | None = None, seed: int
     cols = ds.to_dict()
     return Clips(waves=[_decode(a) for a in cols["audio"]], labels=cols["labels"], activity=cols["activity"],
                  sources=cols["source"], kinds=cols["kind"])
-
-
-def clip_scores(waves: list[np.ndarray], window: int, hop: int,
-                score_windows: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Clip scores the way the app computes them: windows over each clip, scored, max per clip.
-
-    `score_windows` maps (n_windows, window) audio to (n_windows, n_labels) confidences.
-    """
-    rows, owners = [], []
-    for i, wave in enumerate(waves):
-        w = frame(wave, window, hop)
-        rows.append(w)
-        owners.extend([i] * len(w))
-    probs = score_windows(np.concatenate(rows))
-    scores = np.zeros((len(waves), probs.shape[1]), np.float32)
-    np.maximum.at(scores, np.asarray(owners, dtype=np.int64), probs)
-    return scores

@@ -1,7 +1,7 @@
 """The two baselines the fine-tuned model is measured against, trained on the same data.
 
-    python -m finetune.baselines mfcc --dataset data/instruments-10h --out runs/baselines/mfcc
-    python -m finetune.baselines ast --dataset data/instruments-10h --max_steps 1200 --batch_size 16 \
+    python -m finetune.evaluation.baselines mfcc --dataset data/instruments-10h --out runs/baselines/mfcc
+    python -m finetune.evaluation.baselines ast --dataset data/instruments-10h --max_steps 1200 --batch_size 16 \
         --run_dir runs/baselines/ast --output_dir runs/baselines/ast/model --threads 2
 
 * ``mfcc`` — the classic baseline: MFCC statistics (40 coefficients and their deltas, mean and std
@@ -30,13 +30,14 @@ import torch
 from transformers import HfArgumentParser
 
 from finetune.augment import augment
-from finetune.clips import Clips, clip_scores, load_clips
-from finetune.schema import SAMPLE_RATE
-from finetune.train import DataArguments, ModelArguments, TrainArguments, crop, train
+from finetune.data.clips import Clips, load_clips
+from finetune.data.schema import SAMPLE_RATE
+from finetune.batches import crop
+from finetune.train import DataArguments, ModelArguments, TrainArguments, train
 from instrusense.logs import configure_logging
 from instrusense.taxonomy import LABEL_INDEX, LABELS
 
-log = logging.getLogger("finetune.baselines")
+log = logging.getLogger("finetune.evaluation.baselines")
 
 # ----------------------------------------------------------------------------------------------- MFCC
 
@@ -98,12 +99,17 @@ class MfccBaseline:
         z = (feats - self.mean) / self.scale
         return (1.0 / (1.0 + np.exp(-(z @ self.coef.T + self.intercept)))).astype(np.float32)
 
-    def predict(self, clips: Clips | list[np.ndarray], batch_size: int = 256) -> np.ndarray:
-        """(n, len(LABELS)) clip scores as the app computes them: windows, hop half a window, max."""
-        waves = clips.waves if isinstance(clips, Clips) else clips
-        window = round(self.window_seconds * SAMPLE_RATE)
-        return clip_scores(waves, window, window // 2, lambda windows: self.score_features(
-            mfcc_statistics(list(windows), self.n_mfcc, self.n_mels, batch_size)))
+    # What `instrusense.analysis.analyze_recording` asks of a tagger, so the baseline is scored by the same
+    # analysis as the fine-tuned models (finetune.evaluation.scoring).
+    sampling_rate = SAMPLE_RATE
+
+    @property
+    def native_window_seconds(self) -> float:
+        return self.window_seconds
+
+    def predict(self, windows: np.ndarray, batch_size: int = 256, should_stop=None) -> np.ndarray:
+        """(n_windows, len(LABELS)) confidences for equal-length windows (`Tagger.predict`'s signature)."""
+        return self.score_features(mfcc_statistics(list(windows), self.n_mfcc, self.n_mels, batch_size))
 
     def save(self, out: str | Path, record: dict | None = None) -> Path:
         out = Path(out)
@@ -233,7 +239,7 @@ def train_ast(a: AstArguments, d: DataArguments, t: TrainArguments) -> dict:
 
 # ------------------------------------------------------------------------------------------------ CLI
 
-USAGE = "usage: python -m finetune.baselines {mfcc,ast} [--help] [arguments]"
+USAGE = "usage: python -m finetune.evaluation.baselines {mfcc,ast} [--help] [arguments]"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,10 +24,10 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from finetune.music import Part, choose_kind, make_part
-from finetune.render import SAMPLE_RATE, assemble, make_renderer, probe_programs, render_parts
-from finetune.schema import features
-from finetune.sources import SOURCES, Program
+from finetune.data.music import Part, choose_kind, make_part
+from finetune.data.render import assemble, make_renderer, probe_programs, render_parts
+from finetune.data.schema import SAMPLE_RATE, features
+from finetune.data.sources import SOURCES, Program
 
 log = logging.getLogger(__name__)
 
@@ -198,17 +198,16 @@ def dir_size(path: Path) -> int:
 
 def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, holdout=DEFAULT_HOLDOUT,
           sources=None, val_fraction: float = 0.15, real: bool = True, progress: bool = True,
-          real_eval_dir: Path | None = None, extra_sources=(), one_shots: int = 0) -> datasets.DatasetDict:
+          real_eval_dir: Path | None = None, one_shots: int = 0) -> datasets.DatasetDict:
     """Render, load, save and describe the dataset; returns the saved DatasetDict.
 
     ``one_shots`` extra training clips of drum one-shots follow the ``hours`` of clips, which keep their
     seeds and so their plans; the validation and real splits are the same as without them.
     """
-    from finetune import card
-    from finetune.real import REAL_EVAL_DIR, real_rows
+    from finetune.data import card
+    from finetune.data.real import REAL_EVAL_DIR, real_rows
 
-    names = list(sources) if sources else [n for n, s in SOURCES.items() if s.available() and not s.opt_in]
-    names += [n for n in extra_sources if n not in names]
+    names = list(sources) if sources else [n for n, s in SOURCES.items() if s.available()]
     unknown = [n for n in list(names) + list(holdout) if n not in SOURCES]
     if unknown:
         raise ValueError(f"unknown source(s) {unknown}; valid: {sorted(SOURCES)}")

@@ -1,14 +1,14 @@
 """One command, one table: every model on the same held-out and real clips, scored the same way.
 
-    python -m finetune.evaluate --dataset data/instruments-10h --whisper models/instrusense \
+    python -m finetune.evaluation.evaluate --dataset data/instruments-10h --whisper models/instrusense \
         --ast runs/baselines/ast/model --mfcc runs/baselines/mfcc --out finetune/results \
         [--card models/instrusense/README.md] [--limit N]
 
 Rows: model × part — validation solo clips, validation mixtures (the held-out SoundFont, never seen
 in training), real recordings (all) and the shared/real-eval subset alone. Columns: clips, top-1,
 top-3, family accuracy, mAP, macro F1 (threshold 0.5); per-label F1 for every row in results.json.
-Hugging Face models are scored by `finetune.train.predict_clips` (3 s windows, hop 1.5 s, sigmoid,
-max over windows: what the app does), the MFCC baseline by the same windows. A model whose path is
+Every model is scored by `finetune.evaluation.scoring.score_clips`: the library's own analysis, so a
+clip's scores are what `python -m instrusense analyze` reports for a file of that length. A model whose path is
 missing is skipped with a note. Writes results.json and results.md to --out; with --card, the
 markdown also goes between `<!-- eval:start -->` and `<!-- eval:end -->` of a model card.
 `--from_results` re-renders the markdown (and the card) from an existing results.json.
@@ -29,22 +29,22 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import HfArgumentParser
 
-from finetune.clips import Clips, load_clips
-from finetune.metrics import multi_hot, part_metrics, solo_mask
-from finetune.model_card import CARD_END, CARD_START
-from finetune.records import last_trained, read_record
-from finetune.schema import SAMPLE_RATE
+from finetune.data.clips import Clips, load_clips
+from finetune.evaluation.metrics import multi_hot, part_metrics, solo_mask
+from finetune.model_card import update_card
+from finetune.evaluation.scoring import score_clips
 from instrusense.logs import configure_logging
+from instrusense.settings import Settings
 from instrusense.taxonomy import LABELS
 
-log = logging.getLogger("finetune.evaluate")
+log = logging.getLogger("finetune.evaluation.evaluate")
 
 FINE_TUNED = "whisper"
 MODEL_TITLES = {
@@ -114,48 +114,32 @@ def score_parts(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> dict
     return rows
 
 
-def _hf_window_seconds(path: Path, extractor) -> float:
-    run = last_trained(read_record(path) or {})
-    if run:
-        return float(run["model"]["window_seconds"])
-    n_samples = getattr(extractor, "n_samples", None)
-    return n_samples / extractor.sampling_rate if n_samples else 3.0
-
-
 def int8_scorer(path: str, batch_size: int, device: str = "cpu"):
     return hf_scorer(path, batch_size, quantize=True, device="cpu")  # dynamic int8 runs on CPUs only
 
 
 def hf_scorer(path: str, batch_size: int, quantize: bool = False, device: str = "auto"):
-    """Clip scorer for a checkpoint trained by finetune.train (outputs = the taxonomy, in order)."""
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+    """Clip scorer for a checkpoint trained by finetune.train, loaded as the app and CLI load it."""
+    from instrusense.model import load_tagger
 
-    from finetune.train import predict_clips
-    from instrusense.model import quantize_int8, resolve_device
-
-    model = AutoModelForAudioClassification.from_pretrained(path, use_safetensors=True).float().eval()
-    if quantize:
-        model = quantize_int8(model)
-    target = resolve_device(device)
-    model.to(target)
-    extractor = AutoFeatureExtractor.from_pretrained(path)
-    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    tagger = load_tagger(path, 0, quantize, device)
+    names = [tagger.model.config.id2label[i] for i in range(tagger.model.config.num_labels)]
     if tuple(names) != LABELS:
         raise ValueError(f"{path}: outputs are not the taxonomy labels in order (got {names[:4]}...)")
-    window = round(_hf_window_seconds(Path(path), extractor) * SAMPLE_RATE)
-    info = {"path": path, "type": model.config.model_type, "window_seconds": window / SAMPLE_RATE,
-            "parameters": int(sum(p.numel() for p in model.parameters())),
-            "device": str(target)}
-    return (lambda clips: predict_clips(model, extractor, clips, window, window // 2, batch_size)), info
+    settings = replace(Settings(), batch_size=batch_size)
+    info = {"path": path, "type": tagger.model.config.model_type,
+            "window_seconds": tagger.native_window_seconds or settings.window_seconds,
+            "parameters": int(sum(p.numel() for p in tagger.model.parameters())), "device": str(tagger.device)}
+    return (lambda clips: score_clips(tagger, clips.waves, settings)), info
 
 
 def mfcc_scorer(path: str, batch_size: int, device: str = "cpu"):
-    from finetune.baselines import MfccBaseline
+    from finetune.evaluation.baselines import MfccBaseline
 
     model = MfccBaseline.load(path)
     info = {"path": path, "type": "mfcc-logreg", "window_seconds": model.window_seconds,
             "parameters": int(model.coef.size + model.intercept.size)}
-    return model.predict, info
+    return (lambda clips: score_clips(model, clips.waves)), info
 
 
 def clips_fingerprint(splits: dict[str, Clips]) -> str:
@@ -299,8 +283,8 @@ def render_markdown(results: dict) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable, {m['torch_threads']} torch threads), "
         f"torch {m['torch']}, Python {m['python']}.",
         "Validation = a SoundFont never used in training (held-out source); real = real recordings "
-        "(shared/real-eval + Debian samples), never used in training. Clip scores: 3 s windows, hop 1.5 s, "
-        "max over windows (as the app). Top-1/top-3/family in %: on mixtures a hit is a top prediction naming "
+        "(shared/real-eval + Debian samples), never used in training. Clip scores: the library's analysis "
+        "(`python -m instrusense analyze`: windows, silent ones skipped, top windows pooled). Top-1/top-3/family in %: on mixtures a hit is a top prediction naming "
         "(the family of) one instrument present. mAP: macro over the labels present in the row. "
         "Macro F1 at threshold 0.5.",
         _table(["model", "split", "clips", "top-1", "top-3", "family", "mAP", "macro F1"], rows) if rows
@@ -329,24 +313,6 @@ def render_markdown(results: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def update_card(card: str | Path, section: str) -> bool:
-    """Put `section` between the eval markers of an existing card (markers appended if missing)."""
-    card = Path(card)
-    if not card.is_file():
-        log.warning("no model card at %s; not updated", card)
-        return False
-    text = card.read_text()
-    block = f"{CARD_START}\n{section.rstrip()}\n{CARD_END}"
-    start, end = text.find(CARD_START), text.find(CARD_END)
-    if start >= 0 and end > start:
-        text = text[:start] + block + text[end + len(CARD_END):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    card.write_text(text)
-    log.info("model card %s updated", card)
-    return True
-
-
 def _json_safe(x):
     if isinstance(x, float) and math.isnan(x):
         return None
@@ -365,13 +331,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.from_results:
         results = json.loads((out / "results.json").read_text())  # NaN were written as null
     else:
-        results = evaluate(a, "python -m finetune.evaluate " + shlex.join(argv))
+        results = evaluate(a, "python -m finetune.evaluation.evaluate " + shlex.join(argv))
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(_json_safe(results), indent=2, ensure_ascii=False) + "\n")
     markdown = render_markdown(results)
     (out / "results.md").write_text(markdown)
     if a.card:
-        update_card(a.card, markdown)
+        update_card(a.card, markdown, results)
     print(markdown)
     return 0
 

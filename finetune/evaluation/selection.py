@@ -1,6 +1,6 @@
 """May a candidate replace the shipped model? The README's selection rule, as a command.
 
-    python -m finetune.selection --dataset data/instruments-v2 CANDIDATE [--shipped models/instrusense]
+    python -m finetune.evaluation.selection --candidate DIR [--dataset data/instruments-v2] [--shipped models/instrusense]
 
 All three parts must hold:
 
@@ -15,17 +15,19 @@ passes, 1 when it does not, 2 on an error.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
+from dataclasses import dataclass, field
 
 import numpy as np
+from transformers import HfArgumentParser
 
-from finetune.clips import Clips, load_clips
-from finetune.evaluate import BARS, hf_scorer, part_mask, score_parts
-from finetune.metrics import mean_average_precision, multi_hot, part_metrics
+from finetune.data.clips import Clips, load_clips
+from finetune.evaluation.evaluate import BARS, hf_scorer, part_mask, score_parts
+from finetune.evaluation.metrics import mean_average_precision, multi_hot, part_metrics
+from instrusense.logs import configure_logging
+from instrusense.model import ModelUnavailableError
 
-log = logging.getLogger("finetune.selection")
+log = logging.getLogger("finetune.evaluation.selection")
 HELD_OUT = "real-eval"  # the real recordings no choice may look at
 VALIDATION = "validation mAP (all held-out clips)"
 
@@ -66,15 +68,18 @@ def report(candidate: dict[str, float], shipped: dict[str, float], checks: list[
     return "\n".join(lines) + f"\n\nThe candidate {verdict} the shipped model."
 
 
+@dataclass
+class SelectionArguments:
+    candidate: str = field(metadata={"help": "model directory saved by finetune.train or finetune.average"})
+    shipped: str = field(default="models/instrusense", metadata={"help": "the model it would replace"})
+    dataset: str = field(default="data/instruments-v2", metadata={"help": "has the validation and real splits"})
+    batch_size: int = field(default=32)
+    device: str = field(default="auto")
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m finetune.selection", description=__doc__.split("\n\n")[0])
-    ap.add_argument("candidate", help="model directory saved by finetune.train or finetune.average")
-    ap.add_argument("--shipped", default="models/instrusense")
-    ap.add_argument("--dataset", default="data/instruments-v2", help="has the validation and real splits")
-    ap.add_argument("--batch_size", type=int, default=32)
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    configure_logging("INFO")
+    (args,) = HfArgumentParser(SelectionArguments).parse_args_into_dataclasses(args=argv)
     try:
         splits = {s: load_clips(args.dataset, s) for s in ("validation", "real")}
         metrics = {}
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             scorer, _ = hf_scorer(name, args.batch_size, device=args.device)
             metrics[name] = rule_metrics({s: scorer(c) for s, c in splits.items()}, splits)
             log.info("scored %s", name)
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, ModelUnavailableError) as err:
         log.error("%s", err)
         return 2
     candidate, shipped = metrics[args.candidate], metrics[args.shipped]
@@ -92,4 +97,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

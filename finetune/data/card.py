@@ -9,7 +9,7 @@ import platform
 import shlex
 from pathlib import Path
 
-from finetune.sources import SOURCES
+from finetune.data.sources import SOURCES
 from instrusense.taxonomy import LABELS
 
 HOLDOUT_REASON = (
@@ -43,11 +43,9 @@ def independent_training_lineages(libs, train_sources) -> dict[str, list[str]]:
 
 
 def _left_out(name: str, lib) -> str:
-    """What a library does not play: a drum kit plays one kit, a modelled library only what has a model."""
+    """What a library does not play: a drum kit plays one kit."""
     if SOURCES[name].drum_kit:
         return "a single drum kit, played as GM Standard Kit"
-    if SOURCES[name].engine == "model":
-        return "plays only " + ", ".join(p.gm_name for progs in lib.by_label.values() for p in progs)
     return ", ".join(f"{k} ({v})" for k, v in lib.excluded.items()) or "none"
 
 
@@ -112,7 +110,7 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
             ", ".join(l for l in LABELS if not stats.label["real", l]) or "none") + ".",
         "## Programs left out per library\n" + "\n".join(f"- **{n}**: {_left_out(n, lib)}" for n, lib in libs.items()),
         "## What the clips contain\n"
-        "- General MIDI programs mapped to labels in `finetune/gm_programs.csv` (with realistic pitch ranges); "
+        "- General MIDI programs mapped to labels in `finetune/data/gm_programs.csv` (with realistic pitch ranges); "
         "a program is used only if the library has it and its test note sounds (not silent, not the piano "
         "fall-back).\n"
         "- `note`: one held note (as sample libraries record instruments) or 1-4 isolated notes, across the "

@@ -14,13 +14,12 @@ from typing import Iterator
 
 import numpy as np
 
+from finetune.data.schema import FPS, SAMPLE_RATE
 from instrusense.taxonomy import LABEL_INDEX
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
-FPS = 10
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REAL_EVAL_DIR = REPO.parent / "shared" / "real-eval"
 SONIC_PI_DIR = Path("/usr/share/sonic-pi/samples")
 LMMS_DIR = Path("/usr/share/lmms/samples")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import datasets
 
-from finetune.real import read_audio, row, windows
-from finetune.schema import features
+from finetune.data.real import read_audio, row, windows
+from finetune.data.schema import features
 from instrusense.taxonomy import LABELS, to_taxonomy
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif"}

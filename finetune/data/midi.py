@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from finetune.music import Part
+from finetune.data.music import Part
 
 TICKS_PER_BEAT = 480
 TEMPO_US = 500_000  # 120 bpm -> 960 ticks per second

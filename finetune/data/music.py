@@ -1,7 +1,7 @@
 """Seeded generators of short musical parts: isolated notes, phrases and arpeggios, chords, drum patterns
 and drum one-shots.
 
-Everything here is pure: a ``numpy.random.Generator`` and a :class:`~finetune.sources.Program` in,
+Everything here is pure: a ``numpy.random.Generator`` and a :class:`~finetune.data.sources.Program` in,
 a :class:`Part` (timed MIDI notes and pitch bends) out. Rendering to audio lives in ``render.py``.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from finetune.sources import Program
+from finetune.data.sources import Program
 
 SCALES = {
     "major": (0, 2, 4, 5, 7, 9, 11),

@@ -50,8 +50,6 @@ class Source:
     description: str
     # A drum-kit-only library: its one preset (bank, program), played as GM Standard Kit (bank 128, 0).
     drum_kit: tuple[int, int] | None = None
-    # Rendered only when asked for by name (`--extra-sources`): the default dataset stays as it was.
-    opt_in: bool = False
 
     def preset(self, prog: Program) -> tuple[int, int] | None:
         """The (bank, program) of this library that plays ``prog``; None if the library cannot."""
@@ -60,8 +58,6 @@ class Source:
         return self.drum_kit if (prog.bank, prog.program) == (DRUM_BANK, 0) else None
 
     def available(self) -> bool:
-        if self.engine == "model":  # computed, nothing to install
-            return True
         if not Path(self.path).is_file():
             return False
         return self.engine != "timidity" or shutil.which("timidity") is not None
@@ -88,10 +84,6 @@ SOURCES: dict[str, Source] = {
                "AVL Drumkits Black Pearl 4-piece (Glen MacArthur), Debian avldrums.lv2-soundfont", (0, 0)),
         Source("avl_red_zeppelin", "/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2", "fluidsynth", "avl",
                "AVL Drumkits Red Zeppelin 4-piece (Glen MacArthur), Debian avldrums.lv2-soundfont", (0, 0)),
-        # No samples: plucked strings and electric pianos computed from physical models (finetune.physical).
-        Source("modelled", "", "model", "modelled",
-               "modelled instruments: waveguide bass and guitars, struck-tine and FM electric pianos "
-               "(finetune/physical.py)", opt_in=True),
     )
 }
 

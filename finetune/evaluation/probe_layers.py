@@ -4,13 +4,13 @@ Frozen encoder, time-mean of every hidden state on one 3 s crop per clip (traini
 a logistic-regression probe per layer; prints top-1 / family accuracy on the held-out library and
 on real recordings. Used to choose how many encoder blocks the classifier keeps.
 
-    python -m finetune.probe_layers --dataset data/instruments --train-limit 800
+    python -m finetune.evaluation.probe_layers --dataset data/instruments --train-limit 800
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass, field
 import logging
 
 import numpy as np
@@ -18,17 +18,18 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
+from transformers import HfArgumentParser
 
 from finetune.augment import augment
-from finetune.clips import Clips, load_clips
-from finetune.metrics import family_accuracy, multi_hot, solo_mask, topk_accuracy
+from finetune.data.clips import Clips, load_clips
+from finetune.evaluation.metrics import family_accuracy, multi_hot, solo_mask, topk_accuracy
 from finetune.modeling import build_classifier
-from finetune.schema import SAMPLE_RATE
-from finetune.train import crop
+from finetune.data.schema import SAMPLE_RATE
+from finetune.batches import crop
 from instrusense.logs import configure_logging
 from instrusense.taxonomy import LABEL_INDEX
 
-log = logging.getLogger("finetune.probe_layers")
+log = logging.getLogger("finetune.evaluation.probe_layers")
 
 
 @torch.inference_mode()
@@ -48,14 +49,17 @@ def layer_features(model, extractor, clips: Clips, window: int, do_augment: bool
     return np.concatenate(feats)
 
 
-def main() -> None:
+@dataclass
+class ProbeArguments:
+    dataset: str = field(default="data/instruments", metadata={"help": "DatasetDict with train, validation, real"})
+    base: str = field(default="cache/whisper-base", metadata={"help": "the pretrained Whisper checkpoint"})
+    train_limit: int = field(default=800, metadata={"help": "training clips the probes see"})
+    seed: int = field(default=0)
+
+
+def main(argv: list[str] | None = None) -> None:
     configure_logging("INFO")
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--dataset", default="data/instruments")
-    ap.add_argument("--base", default="cache/whisper-base")
-    ap.add_argument("--train-limit", type=int, default=800)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    (args,) = HfArgumentParser(ProbeArguments).parse_args_into_dataclasses(args=argv)
     model, extractor = build_classifier(args.base, window_seconds=3.0)
     model.eval()
     window = 3 * SAMPLE_RATE

@@ -1,0 +1,1 @@
+"""Scoring models on held-out and real clips through the library's own analysis, baselines, selection."""
