@@ -1,7 +1,12 @@
 """InstruSense Gradio app: record or upload, see which instruments play and when.
 
 Run locally with ``python app.py``; on Hugging Face Spaces this file is the entry point. The same
-analysis is served as the API endpoint ``/analyze``.
+analysis is served as the API endpoint ``/analyze``; the live microphone view is in ``app_live.py``.
+
+Longer than the project's ~350-line guide on purpose: beside the page and its handler it holds the
+public-Space guards that wrap Gradio internals (cancellation, queue bounds, refusals as messages,
+upload clean-up), which only make sense next to the handler they protect and stay pinned to
+gradio 6.31.0; the analysis itself lives in `instrusense/`.
 """
 
 from __future__ import annotations
