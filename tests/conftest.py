@@ -75,17 +75,24 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @pytest.fixture(scope="session")
-def browser():
-    """Headless Chromium driven by Playwright; the test is skipped where either is missing."""
+def playwright():
+    """One Playwright driver for the session (two sync drivers cannot run in one thread); skipped where
+    Chromium or Playwright is missing."""
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"no Chromium at {CHROMIUM} (Debian package chromium, installed by scripts/install.sh)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with sync_api.sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    """Headless Chromium driven by Playwright."""
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
 
 
 TONES = [("flute", 880.0), ("cello", 110.0), ("piano", 440.0), ("tuba", 55.0)]

@@ -5,7 +5,6 @@ being played; after Stop the page shows the take's analysis, equal to what uploa
 and close to the source file's (a browser's capture is resampled and offset, so not bit-exact).
 """
 
-import socket
 import time
 from pathlib import Path
 
@@ -14,20 +13,12 @@ import soundfile as sf
 
 from instrusense.audio import resample
 from instrusense.settings import REPO_ROOT, load_settings
+from conftest import CHROMIUM, CHROMIUM_ARGS, free_port
 
-CHROMIUM = "/usr/bin/chromium"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream"]
+FAKE_MICROPHONE_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 KEYBOARDS = {"Harpsichord", "Electric piano", "Piano", "Organ"}
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +31,15 @@ def fake_microphone(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def live_browser(fake_microphone):
-    """Chromium (Debian's, never a downloaded build) with a fake microphone; skipped where it is absent."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (Debian package chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=[*BROWSER_ARGS, f"--use-file-for-fake-audio-capture={fake_microphone}"])
-        try:
-            yield browser
-        finally:
-            browser.close()
+def live_browser(playwright, fake_microphone):
+    """Chromium (Debian's, never a downloaded build) whose fake microphone plays the medley."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                         args=[*CHROMIUM_ARGS, *FAKE_MICROPHONE_ARGS,
+                                               f"--use-file-for-fake-audio-capture={fake_microphone}"])
+    try:
+        yield browser
+    finally:
+        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +75,7 @@ def served_app():
         demo = app.build_app(load_settings({}))
     finally:
         app.make_analyze = make_analyze
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/", results, make_analyze, takes
