@@ -89,8 +89,12 @@ def _sound_file(source: str | int) -> tuple[int, Iterator[np.ndarray]]:
     return rate, blocks()
 
 
-def open_input(path: str, rate: int | None, channels: int, max_seconds: float) -> tuple[int, Iterator[np.ndarray]]:
-    """The input's sample rate and its blocks of samples. Raises `StreamError` for input that is not audio."""
+def open_input(path: str, rate: int | None, channels: int, max_seconds: float,
+               decode_rate: int) -> tuple[int, Iterator[np.ndarray]]:
+    """The input's sample rate and its blocks of samples. Raises `StreamError` for input that is not audio.
+
+    A file libsndfile cannot read (m4a, webm, ...) is decoded whole at `decode_rate` (the model's rate,
+    so the analyser resamples nothing) and then streamed."""
     if rate is not None:
         if path == "-":
             return rate, _raw_pcm(sys.stdin.buffer, channels, close=False)
@@ -105,9 +109,9 @@ def open_input(path: str, rate: int | None, channels: int, max_seconds: float) -
     try:
         return _sound_file(path)
     except Exception:  # not for libsndfile: decode it whole (m4a, webm, ...), then stream the samples
-        samples, file_rate, _ = decode(path, max_seconds)  # raises AudioError with the reason
-        block = max(1, round(READ_SECONDS * file_rate))
-        return file_rate, (samples[i:i + block] for i in range(0, len(samples), block))
+        samples = decode(path, decode_rate, max_seconds).samples  # raises AudioError with the reason
+        block = max(1, round(READ_SECONDS * decode_rate))
+        return decode_rate, (samples[i:i + block] for i in range(0, len(samples), block))
 
 
 def _pump(blocks: Iterator[np.ndarray], out: queue.Queue) -> None:
@@ -135,7 +139,7 @@ def run_stream(args: argparse.Namespace, settings: Settings, out: TextIO) -> int
 
     try:
         tagger = tagger_for(settings)
-        rate, blocks = open_input(name, args.rate, channels, settings.max_duration_seconds)
+        rate, blocks = open_input(name, args.rate, channels, settings.max_duration_seconds, tagger.sampling_rate)
         analyser = StreamAnalyser(tagger, settings, rate)
     except (ModelUnavailableError, StreamError, AudioError, OSError) as exc:
         log.error("%s", exc)

@@ -68,6 +68,15 @@ def test_raw_pcm_and_wav_streams_equal_the_file_analysis(tiny_whisper, write_aud
     assert code == 0 and lines[-1] == {**expected, "file": "-"}
 
 
+def test_a_file_only_ffmpeg_reads_streams_to_the_analyze_record(tiny_whisper, write_audio, tmp_path, capsys):
+    source = write_audio("take.wav", seconds=5.0, rate=44100, channels=2)
+    m4a = tmp_path / "take.m4a"  # AAC: libsndfile cannot read it, FFmpeg can
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", source, "-c:a", "aac", str(m4a)], check=True)
+    _, [[expected]] = _run(capsys, "analyze", "--json", "--model", tiny_whisper, str(m4a))
+    code, lines = _run(capsys, "stream", "--model", tiny_whisper, str(m4a))
+    assert code == 0 and expected["error"] is None and lines[-1] == expected
+
+
 def test_bad_streams_get_a_message_and_a_record(tiny_whisper, tmp_path, capsys, monkeypatch, caplog):
     _stdin(monkeypatch, tmp_path, b"definitely not audio " * 50)
     code, [record] = _run(capsys, "stream", "--model", tiny_whisper)
