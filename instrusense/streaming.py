@@ -25,7 +25,7 @@ import torch
 
 from instrusense.analysis import Analysis, analyze_recording
 from instrusense.audio import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Recording, RecordingBuilder, long_enough,
-                               resample, rms_dbfs)
+                               resample, rms_dbfs, to_mono)
 from instrusense.model import Tagger
 from instrusense.scores import Segment
 from instrusense.settings import Settings
@@ -122,7 +122,7 @@ def to_float_mono(chunk: np.ndarray) -> np.ndarray:
     if chunk.ndim != 2 or not 1 <= chunk.shape[1] <= _MAX_CHANNELS:
         raise StreamError(f"An audio chunk must be (frames,) or (frames, channels ≤ {_MAX_CHANNELS}); "
                           f"got shape {chunk.shape}.")
-    return chunk.mean(axis=1, dtype=np.float32)
+    return to_mono(chunk)
 
 
 class StreamAnalyser:
