@@ -14,23 +14,18 @@ import numpy as np
 
 from finetune.data.schema import SAMPLE_RATE
 from instrusense.analysis import analyze_recording
-from instrusense.audio import Recording, resample
+from instrusense.audio import Recording, RecordingBuilder
 from instrusense.model import Tagger
 from instrusense.settings import Settings
 from instrusense.taxonomy import LABEL_INDEX, LABELS
 
 
 def clip_recording(wave: np.ndarray, sample_rate: int) -> Recording:
-    """A clip's samples as the `Recording` `load_audio` would make of a file holding them: NaN/Inf
-    silenced, over-range audio scaled back by its peak, resampled to the model's rate."""
-    samples = np.asarray(wave, dtype=np.float32)
-    bad = ~np.isfinite(samples)
-    samples = np.where(bad, np.float32(0.0), samples)
-    peak = float(np.abs(samples).max()) if samples.size else 0.0
-    if peak > 1.0:
-        samples = samples / np.float32(peak)
-    return Recording(samples=resample(samples, SAMPLE_RATE, sample_rate), sample_rate=sample_rate,
-                     source_duration=len(samples) / SAMPLE_RATE, nonfinite_samples=int(bad.sum()))
+    """A clip's samples as the `Recording` a file holding them decodes to: through the same
+    `RecordingBuilder` (NaN/Inf silenced, over-range audio scaled back, resampled to the model's rate)."""
+    builder = RecordingBuilder(SAMPLE_RATE, sample_rate)
+    builder.push(wave)
+    return builder.finish(source_duration=len(wave) / SAMPLE_RATE)
 
 
 def score_clips(tagger: Tagger, waves: Sequence[np.ndarray], settings: Settings | None = None) -> np.ndarray:
