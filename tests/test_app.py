@@ -78,7 +78,7 @@ def test_bad_files_get_a_readable_error(client, tmp_path, name, payload, message
 
 def test_too_short_and_nan_inputs(client, write_audio):
     with pytest.raises(Exception, match="too short"):
-        client.predict(handle_file(write_audio("short.wav", seconds=0.2)), api_name="/analyze")
+        client.predict(handle_file(write_audio("short.wav", seconds=0.05)), api_name="/analyze")
     data = tone(3.0, 16000)
     data[::5] = np.nan
     *_, record, notes = client.predict(handle_file(write_audio("nan.wav", data=data, subtype="FLOAT")),
