@@ -25,6 +25,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from finetune.data.music import Part, choose_kind, make_part
+from finetune.data.negatives import HELDOUT_SPLIT, negative_rows
 from finetune.data.render import assemble, make_renderer, probe_programs, render_parts
 from finetune.data.schema import SAMPLE_RATE, features
 from finetune.data.sources import SOURCES, Program
@@ -184,12 +185,21 @@ def render_split(split: str, libs: dict[str, Library], n_clips: int, seed: int, 
 _LIVE: dict[str, tuple[dict[str, Library], Stats]] = {}
 
 
-def _rows(key: str, one_shots: int = 0, **kwargs):
+def _rows(key: str, one_shots: int = 0, negatives: int = 0, fsdd: str | None = None, **kwargs):
     libs, stats = _LIVE[key]
     yield from render_split(libs=libs, stats=stats, **kwargs)
     if one_shots:
         yield from render_split(libs=libs, stats=stats, **{**kwargs, "n_clips": one_shots}, code=ONE_SHOT_CODE,
                                 planner=plan_one_shot, prefix="one-shot-")
+    if negatives:
+        yield from _counted(stats, "train", kwargs["seconds"],
+                            negative_rows("train", negatives, kwargs["seed"], kwargs["seconds"], fsdd, flac_bytes))
+
+
+def _counted(stats: Stats, split: str, seconds: float, rows):
+    for r in rows:
+        stats.add(split, r, seconds)
+        yield r
 
 
 def dir_size(path: Path) -> int:
@@ -198,8 +208,12 @@ def dir_size(path: Path) -> int:
 
 def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, holdout=DEFAULT_HOLDOUT,
           sources=None, val_fraction: float = 0.15, real: bool = True, progress: bool = True,
-          real_eval_dir: Path | None = None, one_shots: int = 0) -> datasets.DatasetDict:
+          real_eval_dir: Path | None = None, one_shots: int = 0, negatives: int = 0, negatives_heldout: int = 300,
+          fsdd: str | Path | None = None) -> datasets.DatasetDict:
     """Render, load, save and describe the dataset; returns the saved DatasetDict.
+
+    ``negatives`` training clips without any instrument (`finetune.data.negatives`) follow the rest of train;
+    with them, a held-out split ``negatives`` of ``negatives_heldout`` clips (other speakers, voices, sounds).
 
     ``one_shots`` extra training clips of drum one-shots follow the ``hours`` of clips, which keep their
     seeds and so their plans; the validation and real splits are the same as without them.
@@ -224,8 +238,9 @@ def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, hol
     if shared:
         log.warning("held-out and training sources share a lineage %s: validation is not fully independent", shared)
 
-    if one_shots < 0:
-        raise ValueError(f"one_shots must be >= 0, got {one_shots}")
+    if one_shots < 0 or negatives < 0 or negatives_heldout < 1:
+        raise ValueError(f"one_shots and negatives must be >= 0 and negatives_heldout >= 1, got {one_shots}, "
+                         f"{negatives}, {negatives_heldout}")
     t_open = time.perf_counter()
     libs = {n: open_library(n) for n in names}
     open_seconds = time.perf_counter() - t_open
@@ -246,7 +261,12 @@ def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, hol
                 _rows, features=features(), cache_dir=str(cache / split), keep_in_memory=False,
                 gen_kwargs={"key": f"{cache}/{split}", "split": split, "n_clips": n, "seed": seed,
                             "seconds": clip_seconds, "progress": progress,
-                            "one_shots": one_shots if split == "train" else 0})
+                            "one_shots": one_shots if split == "train" else 0,
+                            "negatives": negatives if split == "train" else 0, "fsdd": str(fsdd) if fsdd else None})
+        if negatives:
+            splits[HELDOUT_SPLIT] = datasets.Dataset.from_list(list(_counted(stats, HELDOUT_SPLIT, clip_seconds, (
+                negative_rows(HELDOUT_SPLIT, negatives_heldout, seed, clip_seconds, fsdd, flac_bytes)))),
+                features=features())
         if real:
             t = time.perf_counter()
             rows = list(real_rows(clip_seconds, real_eval_dir or REAL_EVAL_DIR))

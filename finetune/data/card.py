@@ -9,6 +9,7 @@ import platform
 import shlex
 from pathlib import Path
 
+from finetune.data import negatives
 from finetune.data.sources import SOURCES
 from instrusense.taxonomy import LABELS
 
@@ -51,7 +52,7 @@ def _left_out(name: str, lib) -> str:
 
 def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_sources, open_seconds: float,
                argv, seed: int, hours: float, clip_seconds: float) -> Path:
-    splits = [s for s in ("train", "validation", "real") if stats.clips[s]]
+    splits = [s for s in ("train", "validation", "real", negatives.HELDOUT_SPLIT) if stats.clips[s]]
     rendered_seconds = stats.seconds["train"] + stats.seconds["validation"]
     rendered_bytes = sizes.get("train", 0) + sizes.get("validation", 0)
     speed = rendered_seconds / stats.render_wall if stats.render_wall else float("nan")
@@ -126,9 +127,12 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
         "- Activity: frames between a note's on and off (a drum hit: 0.3 s) where the part is audible "
         "(frame RMS above the part's loudest frame - 45 dB).",
         "## Sources and licences\n" + "\n".join(f"- `{n}`: {s.description}" for n, s in SOURCES.items()) +
-        "\n- `real-eval`: shared/real-eval (see its README: CC0 / CC-BY 3.0 Salamander Grand Piano by Alexander "
+        "\n- non-instrument negatives: see their section\n- `real-eval`: shared/real-eval (see its README: CC0 / CC-BY 3.0 Salamander Grand Piano by Alexander "
         "Holm)\n- `sonic-pi`: Debian sonic-pi-samples (freesound.org, CC0)\n- `lmms`: Debian lmms-common samples",
     ]
+    neg_counts = {k: v for k, v in stats.source.items() if k[1] in negatives.MIX}
+    if neg_counts:
+        parts.append(negatives.card_section(neg_counts))
     card = "\n\n".join(parts) + "\n"
     path = Path(out) / "README.md"
     path.write_text(card)
