@@ -23,11 +23,9 @@ SPEAKERS = N.FSDD_SPEAKERS["train"] + N.FSDD_SPEAKERS["negatives"]
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 
-@pytest.fixture(scope="module")
-def fsdd(tmp_path_factory) -> Path:
+def write_tiny_fsdd(root: Path) -> Path:
     """A tiny FSDD-like folder: recordings/DIGIT_SPEAKER_INDEX.wav at 8 kHz, each speaker at its own pitch."""
-    root = tmp_path_factory.mktemp("fsdd")
-    (root / "recordings").mkdir()
+    (root / "recordings").mkdir(parents=True)
     t = np.arange(2400) / 8000
     for k, speaker in enumerate(SPEAKERS):
         for digit in range(3):
@@ -35,6 +33,11 @@ def fsdd(tmp_path_factory) -> Path:
             sf.write(root / "recordings" / f"{digit}_{speaker}_0.wav", x, 8000, subtype="PCM_16")
     (root / "README.md").write_text("not a recording")
     return root
+
+
+@pytest.fixture(scope="module")
+def fsdd(tmp_path_factory) -> Path:
+    return write_tiny_fsdd(tmp_path_factory.mktemp("fsdd"))
 
 
 def _decode(row: dict) -> np.ndarray:
