@@ -4,6 +4,7 @@ FSDD read from a folder or a bare git mirror, and the held-out evaluation's clea
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -135,3 +136,22 @@ def test_real_fsdd_mirror():
     pool = N.read_fsdd(MIRROR, N.FSDD_SPEAKERS["negatives"])
     assert {s: len(v) for s, v in pool.items()} == {s: 500 for s in N.FSDD_SPEAKERS["negatives"]}
     assert all(0.1 < len(x) / SAMPLE_RATE < 2.5 for x in pool["theo"])
+
+
+def test_evaluation_command_scores_the_split_as_the_cli_does(tiny_whisper, tmp_path):
+    import datasets
+
+    from finetune.data.schema import features
+    from finetune.evaluation.negatives import main
+
+    rng = np.random.default_rng(0)
+    rows = [{"audio": {"bytes": flac_bytes(N.GENERATORS[src](rng, SAMPLE_RATE, True) * np.float32(0.5)),
+                       "path": f"{i}.flac"}, "labels": [], "source": src, "kind": "negative", "activity": []}
+            for i, src in enumerate(["noise", "tone", "hum"])]
+    datasets.DatasetDict({"negatives": datasets.Dataset.from_list(rows, features=features())}).save_to_disk(
+        str(tmp_path / "ds"))
+    assert main(["--model", tiny_whisper, "--dataset", str(tmp_path / "ds"), "--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "negatives.json").read_text())
+    assert summary["all"]["clips"] == 3 and set(summary["sources"]) == {"noise", "tone", "hum"}
+    assert 0.0 <= summary["all"]["clean"] <= 1.0 and "| **all** | 3 |" in (tmp_path / "out" / "negatives.md").read_text()
+    assert main(["--model", tiny_whisper, "--dataset", str(tmp_path / "ds"), "--split", "nope"]) == 2
