@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from finetune.data.schema import SAMPLE_RATE
+from finetune.data.schema import SAMPLE_RATE, features
 
 log = logging.getLogger(__name__)
 
-NEGATIVE_CODES = {"train": 4, "negatives": 5}  # seed codes: apart from the rendered splits' 1-3
+NEGATIVE_CODES = {"train": 6, "negatives": 7}  # seed codes: apart from the build's (train 1, validation 2, one-shots 3, real_heldout 4)
 HELDOUT_SPLIT = "negatives"
 KIND = "negative"
 FSDD_SPEAKERS = {"train": ("george", "jackson", "lucas", "nicolas"), "negatives": ("theo", "yweweler")}
@@ -304,11 +304,15 @@ def negative_rows(split: str, n_clips: int, seed: int, seconds: float, fsdd: str
         log.warning("negatives (%s): no FSDD folder given (--fsdd), speech comes from espeak-ng alone", split)
     speech = Speech(pool, VOICES[split])
     n = int(round(seconds * SAMPLE_RATE))
+    columns = features()
     for i in range(n_clips):
         rng = np.random.default_rng([seed, NEGATIVE_CODES[split], i])
         source, audio = negative_clip(rng, n, split, speech)
-        yield {"audio": {"bytes": encode(audio), "path": f"{split}/negative-{i:07d}.flac"},
+        row = {"audio": {"bytes": encode(audio), "path": f"{split}/negative-{i:07d}.flac"},
                "labels": [], "source": source, "kind": KIND, "activity": []}
+        if "origin" in columns:  # real vs rendered, where the schema has the column
+            row["origin"] = origin(source)
+        yield row
 
 
 def card_section(counts: dict[tuple[str, str], int]) -> str:
