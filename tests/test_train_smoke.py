@@ -18,13 +18,14 @@ from instrusense.taxonomy import FAMILIES, LABEL_INDEX, LABELS
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-data")
-    rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": []}
+    rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": [], "origin": []}
     for i, (label, freq) in enumerate([("flute", 880.0), ("cello", 110.0), ("piano", 440.0), ("tuba", 55.0)] * 3):
         rows["audio"].append({"array": tone(4.0, 16000, freq=freq)[:, 0], "sampling_rate": 16000})
         rows["labels"].append([label])
         rows["source"].append("synthetic")
         rows["kind"].append("note")
         rows["activity"].append([[1.0] * 40])
+        rows["origin"].append("rendered")
     ds = datasets.Dataset.from_dict(rows, features=features())
     datasets.DatasetDict({"train": ds, "validation": ds.select(range(4))}).save_to_disk(str(out))
     return str(out)
