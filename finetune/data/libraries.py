@@ -59,8 +59,10 @@ class LibrarySpec:
         return self.repo.replace("/", "+")
 
 
-def load_manifest(path: str | Path = MANIFEST) -> tuple[LibrarySpec, ...]:
-    """The manifest's entries, checked: taxonomy labels, known roles, unique names, sfz or folder given."""
+def load_manifest(path: str | Path | None = None) -> tuple[LibrarySpec, ...]:
+    """The manifest's entries (default :data:`MANIFEST`), checked: taxonomy labels, known roles, unique
+    names, sfz or folder given."""
+    path = MANIFEST if path is None else path
     raw = json.loads(Path(path).read_text())["libraries"]
     specs = []
     for e in raw:
