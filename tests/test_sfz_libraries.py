@@ -212,3 +212,16 @@ def test_real_libraries_build_real_heldout_and_origin(tmp_path, monkeypatch):
     card = (out / "README.md").read_text()
     assert "| realsax | owner/realsax | 000000000000 | CC0 | saxophone | heldout | 0 | 40 |" in card
     assert "realflute" in card
+
+
+def test_load_clips_infers_origin_for_datasets_without_the_column(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from finetune.data.clips import load_clips
+    from finetune.data.schema import features
+
+    old = datasets.Features({k: v for k, v in features().items() if k != "origin"})
+    wave = np.zeros(16000, np.float32)
+    rows = {"audio": [{"array": wave, "sampling_rate": SR}] * 2, "labels": [["flute"], ["piano"]],
+            "source": ["fluidr3", "real-eval"], "kind": ["note", "real"], "activity": [[[1.0] * 10]] * 2}
+    datasets.DatasetDict({"real": datasets.Dataset.from_dict(rows, features=old)}).save_to_disk(str(tmp_path / "ds"))
+    assert load_clips(tmp_path / "ds", "real").origins == ["rendered", "real"]
