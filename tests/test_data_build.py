@@ -40,7 +40,7 @@ def test_saved_dataset_opens_with_splits_and_columns(built):
     assert set(dd) == {"train", "validation"}
     assert len(dd["train"]) + len(dd["validation"]) == 60
     for split in dd.values():
-        assert set(split.column_names) == {"audio", "labels", "source", "kind", "activity"}
+        assert set(split.column_names) == {"audio", "labels", "source", "kind", "activity", "origin"}
         assert split.features["audio"].sampling_rate == 16000
 
 

@@ -148,6 +148,10 @@ class TimidityRenderer:
 
 
 def make_renderer(source: Source):
+    if source.engine == "sfz":
+        from finetune.data.sfz_render import SfzRenderer
+
+        return SfzRenderer(source)
     return TimidityRenderer(source) if source.engine == "timidity" else FluidRenderer(source)
 
 
@@ -170,7 +174,7 @@ def probe_programs(renderer, programs: tuple[Program, ...] | None = None) -> tup
     library lacks the preset, if its test note is silent, or if it sounds the same as the piano
     (a font that silently falls back to program 0).
     """
-    programs = programs or load_programs()
+    programs = load_programs() if programs is None else programs
     candidates = [p for p in programs if renderer.has_preset(p)]
     missing = {p.gm_name: "not in library" for p in programs if p not in candidates}
     piano = Program(0, 0, "probe piano", "piano", 21, 108, True, False)

@@ -14,8 +14,12 @@ import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from instrusense.taxonomy import LABEL_INDEX
+
+if TYPE_CHECKING:
+    from finetune.data.libraries import LibrarySpec
 
 PROGRAMS_CSV = Path(__file__).with_name("gm_programs.csv")
 DRUM_BANK = 128
@@ -45,11 +49,14 @@ class Source:
 
     name: str
     path: str
-    engine: str  # "fluidsynth" (SoundFont) or "timidity" (GUS patch config)
+    engine: str  # "fluidsynth" (SoundFont), "timidity" (GUS patch config) or "sfz" (a real library)
     lineage: str
     description: str
     # A drum-kit-only library: its one preset (bank, program), played as GM Standard Kit (bank 128, 0).
     drum_kit: tuple[int, int] | None = None
+    origin: str = "rendered"  # "real": recorded notes of one instrument (a real sample library)
+    role: str = "train"  # a real library's manifest role: "train" or "heldout" (the real_heldout split)
+    library: LibrarySpec | None = None  # the manifest entry of a real library (engine "sfz")
 
     def preset(self, prog: Program) -> tuple[int, int] | None:
         """The (bank, program) of this library that plays ``prog``; None if the library cannot."""
@@ -58,6 +65,8 @@ class Source:
         return self.drum_kit if (prog.bank, prog.program) == (DRUM_BANK, 0) else None
 
     def available(self) -> bool:
+        if self.engine == "sfz":
+            return Path(self.path).is_dir()
         if not Path(self.path).is_file():
             return False
         return self.engine != "timidity" or shutil.which("timidity") is not None
