@@ -1,8 +1,9 @@
 """Render :class:`~finetune.data.music.Part` s to 16 kHz mono audio, and turn parts into labelled clips.
 
-Two engines: SoundFonts in-process through libfluidsynth (``pyfluidsynth``; no process start, no MIDI
-files, far faster than real time) and freepats through the ``timidity`` command, which gets one
-MIDI file holding a batch of parts back to back and whose output is cut apart again.
+Three engines: SoundFonts in-process through libfluidsynth (``pyfluidsynth``; no process start, no MIDI
+files, far faster than real time), freepats through the ``timidity`` command, which gets one
+MIDI file holding a batch of parts back to back and whose output is cut apart again, and extracted
+webaudiofont wavetables (GeneralUser GS) in NumPy (:mod:`finetune.data.webaudiofont`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from finetune.data.midi import write_midi
 from finetune.data.music import Note, Part
 from finetune.data.schema import FPS, SAMPLE_RATE
 from finetune.data.sources import Program, Source, load_programs, timidity_drum_keys, timidity_programs
+from finetune.data.webaudiofont import WebAudioFontRenderer
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,8 @@ def make_renderer(source: Source):
         from finetune.data.sfz_render import SfzRenderer
 
         return SfzRenderer(source)
+    if source.engine == "webaudiofont":
+        return WebAudioFontRenderer(source)
     return TimidityRenderer(source) if source.engine == "timidity" else FluidRenderer(source)
 
 
