@@ -225,3 +225,21 @@ def test_load_clips_infers_origin_for_datasets_without_the_column(tmp_path):
             "source": ["fluidr3", "real-eval"], "kind": ["note", "real"], "activity": [[[1.0] * 10]] * 2}
     datasets.DatasetDict({"real": datasets.Dataset.from_dict(rows, features=old)}).save_to_disk(str(tmp_path / "ds"))
     assert load_clips(tmp_path / "ds", "real").origins == ["rendered", "real"]
+
+
+def test_a_label_with_real_libraries_gets_half_its_solo_clips_from_them_whatever_their_number():
+    from types import SimpleNamespace
+
+    from finetune.data.build import Library, plan_clip
+    from finetune.data.sources import load_programs
+
+    flute = next(p for p in load_programs() if p.label == "flute")
+
+    def lib(name: str, origin: str) -> Library:
+        return Library(name, SimpleNamespace(source=SimpleNamespace(origin=origin)), {"flute": [flute]}, {})
+
+    libs = {n: lib(n, "rendered") for n in ("a", "b", "c", "d")} | {"real": lib("real", "real")}
+    picks = [plan_clip(np.random.default_rng(i), libs, 4.0)[0] for i in range(400)]
+    assert 0.4 < picks.count("real") / 400 < 0.6  # not 1 in 5
+    only_rendered = {n: libs[n] for n in "abcd"}
+    assert {plan_clip(np.random.default_rng(i), only_rendered, 4.0)[0] for i in range(40)} == set("abcd")

@@ -138,6 +138,10 @@ def plan_clip(rng: np.random.Generator, libs: dict[str, Library], seconds: float
         return name, "mixture", parts
     label = str(rng.choice(all_labels))  # labels uniform, so rare instruments are as frequent as pianos
     names = sorted(n for n, lib in libs.items() if label in lib.by_label)
+    origins = sorted({libs[n].renderer.source.origin for n in names})
+    if len(origins) > 1:  # a label with real libraries: half its clips real, whatever the number of libraries
+        origin = str(rng.choice(origins))
+        names = [n for n in names if libs[n].renderer.source.origin == origin]
     name = str(rng.choice(names))
     progs = libs[name].by_label[label]
     prog = progs[int(rng.integers(len(progs)))]
