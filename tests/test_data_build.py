@@ -41,7 +41,7 @@ def test_saved_dataset_opens_with_splits_and_columns(built):
     assert set(dd) == {"train", "validation"}
     assert len(dd["train"]) + len(dd["validation"]) == 60
     for split in dd.values():
-        assert set(split.column_names) == {"audio", "labels", "source", "kind", "activity"}
+        assert set(split.column_names) == {"audio", "labels", "source", "kind", "activity", "origin"}
         assert split.features["audio"].sampling_rate == 16000
 
 
@@ -127,6 +127,7 @@ def test_negatives_join_train_and_make_a_held_out_split(tmp_path):
     assert set(dd) == {"train", "validation", "negatives"} and len(dd["negatives"]) == 4
     assert dd["train"]["kind"][-3:] == ["negative"] * 3 and "negative" not in dd["train"]["kind"][:-3]
     assert dd["negatives"]["labels"] == [[]] * 4 and set(dd["negatives"]["kind"]) == {"negative"}
+    assert set(dd["negatives"]["origin"]) <= {"real", "rendered"}
     card = (out / "README.md").read_text()
     assert "Non-instrument negatives" in card and "CC-BY-SA 4.0" in card and "theo, yweweler" in card
 

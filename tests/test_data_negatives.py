@@ -79,6 +79,7 @@ def test_rows_are_deterministic_schema_rows(fsdd):
     assert [r["audio"]["bytes"] for r in rows] == [r["audio"]["bytes"] for r in again]
     for r in rows:
         assert r["labels"] == [] and r["activity"] == [] and r["kind"] == "negative" and r["source"] in N.MIX
+        assert r["origin"] == ("real" if r["source"] == "fsdd" else "rendered")
         x = _decode(r)
         assert len(x) == int(1.5 * SAMPLE_RATE) and np.abs(x).max() <= 1.0
     other = list(N.negative_rows("train", 12, 4, 1.5, fsdd, flac_bytes))
@@ -146,7 +147,8 @@ def test_evaluation_command_scores_the_split_as_the_cli_does(tiny_whisper, tmp_p
 
     rng = np.random.default_rng(0)
     rows = [{"audio": {"bytes": flac_bytes(N.GENERATORS[src](rng, SAMPLE_RATE, True) * np.float32(0.5)),
-                       "path": f"{i}.flac"}, "labels": [], "source": src, "kind": "negative", "activity": []}
+                       "path": f"{i}.flac"}, "labels": [], "source": src, "kind": "negative", "activity": [],
+             "origin": "rendered"}
             for i, src in enumerate(["noise", "tone", "hum"])]
     datasets.DatasetDict({"negatives": datasets.Dataset.from_list(rows, features=features())}).save_to_disk(
         str(tmp_path / "ds"))

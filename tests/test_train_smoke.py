@@ -18,13 +18,14 @@ from instrusense.taxonomy import FAMILIES, LABEL_INDEX, LABELS
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-data")
-    rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": []}
+    rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": [], "origin": []}
     for i, (label, freq) in enumerate([("flute", 880.0), ("cello", 110.0), ("piano", 440.0), ("tuba", 55.0)] * 3):
         rows["audio"].append({"array": tone(4.0, 16000, freq=freq)[:, 0], "sampling_rate": 16000})
         rows["labels"].append([label])
         rows["source"].append("synthetic")
         rows["kind"].append("note")
         rows["activity"].append([[1.0] * 40])
+        rows["origin"].append("rendered")
     ds = datasets.Dataset.from_dict(rows, features=features())
     datasets.DatasetDict({"train": ds, "validation": ds.select(range(4))}).save_to_disk(str(out))
     return str(out)
@@ -214,7 +215,8 @@ def test_training_with_the_origin_adversary_balances_origins_and_reports_how_oft
         rows["source"].append("synthetic")
         rows["kind"].append("real" if i % 2 == 0 and i < 4 else "note")  # old datasets: kind "real" = real
         rows["activity"].append([[1.0] * 40])
-    ds = datasets.Dataset.from_dict(rows, features=features())
+    old = datasets.Features({k: v for k, v in features().items() if k != "origin"})  # built before the column
+    ds = datasets.Dataset.from_dict(rows, features=old)
     datasets.DatasetDict({"train": ds, "validation": ds.select(range(2))}).save_to_disk(str(out))
     result = train(ModelArguments(base=tiny_whisper, window_seconds=3.0, projector_size=8),
                    DataArguments(dataset=str(out), eval_splits="validation", balance_origin=True),

@@ -50,6 +50,9 @@ class DataBuildArguments:
     val_fraction: float = field(default=0.15, metadata={"help": "share of the hours for validation"})
     no_real: bool = field(default=False, metadata={"help": "skip the real-recordings split"})
     real_eval_dir: str = field(default=str(REAL_EVAL_DIR), metadata={"help": "the shared real-eval recordings"})
+    libraries: str | None = field(default=None, metadata={
+        "help": "folder of fetched real sample libraries (python -m finetune.data.libraries fetch): train-role "
+                "ones join the train split, held-out ones make the real_heldout split; none: no real libraries"})
     quiet: bool = field(default=False, metadata={"help": "no progress bar"})
 
 
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     dd = build(Path(args.out), args.hours, args.seed, args.clip_seconds, tuple(args.holdout), args.sources,
                args.val_fraction, real=not args.no_real, progress=not args.quiet,
                real_eval_dir=Path(args.real_eval_dir), one_shots=args.one_shots,
+               libraries=Path(args.libraries) if args.libraries else None,
                negatives=args.negatives, negatives_heldout=args.negatives_heldout, fsdd=args.fsdd)
     log.info("wrote %s in %.0f s: %s", args.out, time.perf_counter() - t,
              {k: len(v) for k, v in dd.items()})

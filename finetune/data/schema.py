@@ -15,4 +15,5 @@ def features() -> datasets.Features:
         "source": datasets.Value("string"),  # sample library or recording set
         "kind": datasets.Value("string"),  # note, phrase, chord, drums (grooves), hits (drum one-shots), mixture, real, negative
         "activity": datasets.List(datasets.List(datasets.Value("float32"))),  # parallel to labels
+        "origin": datasets.Value("string"),  # "rendered" (a SoundFont or synth) or "real" (recorded notes)
     })
