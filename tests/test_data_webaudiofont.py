@@ -226,3 +226,12 @@ def test_real_generaluser_trumpet_from_the_mirror(tmp_path):
     f0 = _pitch(a, 0.2, 0.6)
     assert min(abs(f0 / 440 - k) for k in (1, 2, 3)) < 0.02  # A4's harmonics: in tune, not an octave down
     assert waf.yin_pitch(a[3200:8000], SR) == pytest.approx(440, rel=0.02)
+
+
+def test_the_build_opens_the_bank_like_any_other_library(tmp_path):
+    from finetune.data.build import open_library
+
+    out = tmp_path / "extracted"
+    waf.extract(_bank(tmp_path, {"0000": [_zone(_tone(441, 1.0), loop=(2205, 19845))]}), out)
+    lib = open_library("generaluser_gs", dataclasses.replace(SOURCES["generaluser_gs"], path=str(out)))
+    assert sorted(lib.by_label) == ["piano"]

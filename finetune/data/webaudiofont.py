@@ -373,18 +373,18 @@ class WebAudioFontRenderer:
             raise FileNotFoundError(f"{self.folder} is not an extracted webaudiofont bank (no {BANK_INDEX}); "
                                     "run python -m finetune.data.webaudiofont extract")
         entries = json.loads(index_path.read_text())["presets"].values()
-        self.programs = {e["number"]: e for e in entries if e["kind"] == "program" and e["variant"] == variant}
+        self.presets = {e["number"]: e for e in entries if e["kind"] == "program" and e["variant"] == variant}
         self.drums = {e["number"]: e for e in entries if e["kind"] == "drum" and e["variant"] == variant}
         self._zones: dict[tuple[str, int], list[Zone]] = {}
 
     def has_preset(self, prog) -> bool:
         if prog.bank == DRUM_BANK:
             return prog.program == 0 and bool(self.drums)
-        return prog.bank == 0 and prog.program in self.programs
+        return prog.bank == 0 and prog.program in self.presets
 
     def _preset(self, kind: str, number: int) -> list[Zone]:
         if (kind, number) not in self._zones:
-            entry = (self.drums if kind == "drum" else self.programs)[number]
+            entry = (self.drums if kind == "drum" else self.presets)[number]
             self._zones[kind, number] = load_zones(self.folder, entry, self.sample_rate)
         return self._zones[kind, number]
 
