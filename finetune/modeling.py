@@ -167,3 +167,43 @@ def save_model(model, extractor, out: Path, dtype: str) -> None:
              for k, v in model.state_dict().items()}
     model.save_pretrained(out, state_dict=state, safe_serialization=True)
     extractor.save_pretrained(out)
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by -scale (Ganin & Lempitsky, 2015)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return -ctx.scale * grad, None
+
+
+class OriginAdversary(torch.nn.Module):
+    """A training-only head that tells real recordings from rendered ones from the classifier's pooled
+    projector output, through a reversed gradient: the better it tells them apart, the more the encoder is
+    pushed to make them alike, so that a recording's origin cannot stand in for its label (issue 27).
+    It reads the projector's output through a forward hook, so the saved model stays a standard one.
+    """
+
+    def __init__(self, model, hidden: int = 64):
+        super().__init__()
+        projector = getattr(model, "projector", None)
+        if not isinstance(projector, torch.nn.Linear):
+            raise ValueError("the origin adversary needs a model with a linear projector (Whisper bases)")
+        self.net = torch.nn.Sequential(torch.nn.Linear(projector.out_features, hidden), torch.nn.ReLU(),
+                                       torch.nn.Linear(hidden, 1))
+        self._pooled: torch.Tensor | None = None
+        projector.register_forward_hook(self._keep)
+
+    def _keep(self, _module, _inputs, output: torch.Tensor) -> None:
+        self._pooled = output.mean(1)  # the classifier pools the same way
+
+    def forward(self, scale: float) -> torch.Tensor:
+        """Origin logits (1 = real) of the examples of the last forward pass of the model."""
+        if self._pooled is None:
+            raise RuntimeError("run the model before the adversary")
+        return self.net(_ReverseGradient.apply(self._pooled, scale)).squeeze(1)

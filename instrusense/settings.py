@@ -37,8 +37,9 @@ class Settings:
     """Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."""
     max_duration_seconds: float = 600.0
     """Longer recordings are analysed up to this point, with a notice saying so (bounds memory and time)."""
-    min_duration_seconds: float = 0.5
-    """Shorter recordings are refused: too little sound to name an instrument."""
+    min_duration_seconds: float = 0.1
+    """Shorter recordings are refused: too little sound to name an instrument. Longer ones down to this (a drum
+    one-shot, a staccato note) fill one window, padded with silence."""
     silence_dbfs: float = -60.0
     """Windows (and whole recordings) quieter than this RMS level count as silence."""
     threshold: float = 0.5

@@ -108,13 +108,14 @@ def eval_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval-data")
 
     def split(items, source, kind):
-        rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": []}
+        rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": [], "origin": []}
         for labels, wave, src in items:
             rows["audio"].append({"array": wave, "sampling_rate": 16000})
             rows["labels"].append(labels)
             rows["source"].append(src or source)
             rows["kind"].append(kind if len(labels) == 1 else "mixture")
             rows["activity"].append([[1.0] * 40 for _ in labels])
+            rows["origin"].append("rendered")
         return datasets.Dataset.from_dict(rows, features=features())
 
     solo = [([label], tone(4.0, 16000, freq=f, level=lv)[:, 0], None) for label, f in TONES for lv in (0.2, 0.5, 0.8)]

@@ -76,9 +76,15 @@ def test_bad_files_get_a_readable_error(client, tmp_path, name, payload, message
         client.predict(handle_file(str(path)), api_name="/analyze")
 
 
+def test_a_short_recording_is_analysed_through_the_api(client, write_audio):
+    *_, record, notes = client.predict(handle_file(write_audio("one-shot.wav", seconds=0.15)), api_name="/analyze")
+    assert record["error"] is None and record["duration"] == pytest.approx(0.15, abs=1e-3)
+    assert len(record["labels"]) == len(LABELS) and record["timeline"]["starts"] == [0.0]
+
+
 def test_too_short_and_nan_inputs(client, write_audio):
     with pytest.raises(Exception, match="too short"):
-        client.predict(handle_file(write_audio("short.wav", seconds=0.2)), api_name="/analyze")
+        client.predict(handle_file(write_audio("short.wav", seconds=0.05)), api_name="/analyze")
     data = tone(3.0, 16000)
     data[::5] = np.nan
     *_, record, notes = client.predict(handle_file(write_audio("nan.wav", data=data, subtype="FLOAT")),

@@ -96,7 +96,7 @@ def test_refusals_have_clear_messages(tmp_path, write_audio):
         _bad(tmp_path, "notes.wav", b"these are my notes, not audio\n" * 50): "Could not decode",
         _bad(tmp_path, "random.mp3", np.random.default_rng(1).bytes(5000)): "Could not decode",
         write_audio("zero.wav", data=np.zeros((0, 1), np.float32)): "empty",
-        write_audio("short.wav", seconds=0.2): "too short",
+        write_audio("short.wav", seconds=0.05): "too short",
         str(tmp_path / "missing.wav"): "not found",
     }
     wav = open(write_audio("whole.wav"), "rb").read()

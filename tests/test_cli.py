@@ -77,7 +77,7 @@ def test_every_bad_input_gets_its_message_and_the_batch_goes_on(tiny_whisper, wr
     files = {
         str(tmp_path / "empty.wav"): "empty",
         write_audio("zero.wav", data=np.zeros((0, 1), np.float32)): "empty",
-        write_audio("short.wav", seconds=0.3): "too short",
+        write_audio("short.wav", seconds=0.05): "too short",
         write_audio("silent.wav", data=np.zeros((32000, 2), np.float32)): None,
         write_audio("nan.wav", data=nan, subtype="FLOAT"): None,
         write_audio("eight.wav", channels=8, rate=8000): None,

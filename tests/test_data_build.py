@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_saved_dataset_opens_with_splits_and_columns(built):
     assert set(dd) == {"train", "validation"}
     assert len(dd["train"]) + len(dd["validation"]) == 60
     for split in dd.values():
-        assert set(split.column_names) == {"audio", "labels", "source", "kind", "activity"}
+        assert set(split.column_names) == {"audio", "labels", "source", "kind", "activity", "origin"}
         assert split.features["audio"].sampling_rate == 16000
 
 
@@ -111,6 +112,24 @@ def test_card_reports_measurements(built):
     for needle in ("real time", "size per hour", "Clips per label and split", "Held-out library",
                    "independent training sources", "timgm6mb", "sf_gmbank"):
         assert needle in card, needle
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_negatives_join_train_and_make_a_held_out_split(tmp_path):
+    from finetune.data.__main__ import main
+    from test_data_negatives import write_tiny_fsdd
+
+    out = tmp_path / "neg"
+    assert main(["--out", str(out), "--hours", "0.001", "--clip-seconds", str(CLIP), "--sources", *SMALL,
+                 "--holdout", "sf_gmbank", "--no-real", "--quiet", "--negatives", "3", "--negatives-heldout", "4",
+                 "--fsdd", str(write_tiny_fsdd(tmp_path / "fsdd"))]) == 0
+    dd = datasets.load_from_disk(str(out))
+    assert set(dd) == {"train", "validation", "negatives"} and len(dd["negatives"]) == 4
+    assert dd["train"]["kind"][-3:] == ["negative"] * 3 and "negative" not in dd["train"]["kind"][:-3]
+    assert dd["negatives"]["labels"] == [[]] * 4 and set(dd["negatives"]["kind"]) == {"negative"}
+    assert set(dd["negatives"]["origin"]) <= {"real", "rendered"}
+    card = (out / "README.md").read_text()
+    assert "Non-instrument negatives" in card and "CC-BY-SA 4.0" in card and "theo, yweweler" in card
 
 
 def test_holdout_must_leave_training_sources(tmp_path):

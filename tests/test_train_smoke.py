@@ -18,13 +18,14 @@ from instrusense.taxonomy import FAMILIES, LABEL_INDEX, LABELS
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-data")
-    rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": []}
+    rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": [], "origin": []}
     for i, (label, freq) in enumerate([("flute", 880.0), ("cello", 110.0), ("piano", 440.0), ("tuba", 55.0)] * 3):
         rows["audio"].append({"array": tone(4.0, 16000, freq=freq)[:, 0], "sampling_rate": 16000})
         rows["labels"].append([label])
         rows["source"].append("synthetic")
         rows["kind"].append("note")
         rows["activity"].append([[1.0] * 40])
+        rows["origin"].append("rendered")
     ds = datasets.Dataset.from_dict(rows, features=features())
     datasets.DatasetDict({"train": ds, "validation": ds.select(range(4))}).save_to_disk(str(out))
     return str(out)
@@ -180,3 +181,46 @@ def test_the_shipped_recipes_name_only_arguments_the_training_command_has(recipe
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainArguments))
     m, d, t = parser.parse_args_into_dataclasses(args=recipe_args([str(recipe)]))
     assert m.encoder_layers == 3 and d.mix_fraction == 0.5 and not d.pitch_shift_drums
+
+
+def test_the_origin_adversary_reverses_the_gradient_into_the_encoder(tiny_whisper):
+    import torch
+
+    from finetune.modeling import OriginAdversary, build_classifier
+
+    model, _ = build_classifier(tiny_whisper, window_seconds=3.0, projector_size=8)
+    adversary = OriginAdversary(model)
+    features = torch.randn(2, 80, 300)
+
+    def projector_grad(scale: float) -> torch.Tensor:
+        model.zero_grad()
+        model(input_features=features)
+        adversary(scale).sum().backward()
+        return model.projector.weight.grad.clone()
+
+    forward, reversed_ = projector_grad(-1.0), projector_grad(0.5)  # scale -1: a plain (not reversed) gradient
+    assert forward.abs().sum() > 0
+    assert torch.allclose(reversed_, -0.5 * forward, atol=1e-6)
+    assert not any(k.startswith("net") for k in model.state_dict())  # the saved model stays standard
+
+
+@pytest.mark.slow
+def test_training_with_the_origin_adversary_balances_origins_and_reports_how_often_it_told_them(
+        tiny_whisper, tmp_path):
+    out = tmp_path / "data"
+    rows = {"audio": [], "labels": [], "source": [], "kind": [], "activity": []}
+    for i, (label, freq) in enumerate([("flute", 880.0), ("cello", 110.0)] * 4):
+        rows["audio"].append({"array": tone(4.0, 16000, freq=freq)[:, 0], "sampling_rate": 16000})
+        rows["labels"].append([label])
+        rows["source"].append("synthetic")
+        rows["kind"].append("real" if i % 2 == 0 and i < 4 else "note")  # old datasets: kind "real" = real
+        rows["activity"].append([[1.0] * 40])
+    old = datasets.Features({k: v for k, v in features().items() if k != "origin"})  # built before the column
+    ds = datasets.Dataset.from_dict(rows, features=old)
+    datasets.DatasetDict({"train": ds, "validation": ds.select(range(2))}).save_to_disk(str(out))
+    result = train(ModelArguments(base=tiny_whisper, window_seconds=3.0, projector_size=8),
+                   DataArguments(dataset=str(out), eval_splits="validation", balance_origin=True),
+                   TrainArguments(output_dir=str(tmp_path / "model"), run_dir=str(tmp_path / "run"), max_steps=3,
+                                  batch_size=8, eval_every=3, origin_adversary=1.0))
+    assert 0.0 <= result["history"][-1]["origin_told"] <= 1.0
+    assert (tmp_path / "model" / "model.safetensors").is_file()

@@ -25,14 +25,16 @@ import soundfile as sf
 from tqdm import tqdm
 
 from finetune.data.music import Part, choose_kind, make_part
+from finetune.data.negatives import HELDOUT_SPLIT, negative_rows
 from finetune.data.render import assemble, make_renderer, probe_programs, render_parts
 from finetune.data.schema import SAMPLE_RATE, features
-from finetune.data.sources import SOURCES, Program
+from finetune.data.sources import SOURCES, Program, Source
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOLDOUT = ("sf_gmbank",)
-SPLIT_CODES = {"train": 1, "validation": 2}
+SPLIT_CODES = {"train": 1, "validation": 2, "real_heldout": 4}
+REAL_HELDOUT_PER_LIBRARY = 40  # clips of the real_heldout split per held-out real library
 ONE_SHOT_CODE = 3  # extra training one-shots: their own seeds, so the other clips stay as they are
 P_MIXTURE = 0.3
 CHUNK = 64  # clips planned and rendered together (lets TiMidity render a batch per process start)
@@ -50,14 +52,40 @@ class Library:
     excluded: dict[str, str]
 
 
-def open_library(name: str) -> Library:
-    src = SOURCES[name]
+def open_library(name: str, source: Source | None = None) -> Library:
+    """Open a library of ``SOURCES`` (or the given source: a real library); a real library offers the
+    programs of its own .sfz files instead of the General MIDI table."""
+    src = source or SOURCES[name]
     renderer = make_renderer(src)
-    usable, excluded = probe_programs(renderer)
+    own = getattr(renderer, "programs", None)
+    usable, excluded = probe_programs(renderer, tuple(own) if own is not None else None)
     by_label: dict[str, list[Program]] = {}
     for p in usable:
         by_label.setdefault(p.label, []).append(p)
     return Library(name, renderer, by_label, excluded)
+
+
+def open_real_libraries(root: Path) -> dict[str, Library]:
+    """The manifest's real libraries fetched under ``root`` that load and have a sounding program; the
+    others are logged and left out (a missing checkout, or no .sfz that loads)."""
+    from finetune.data.libraries import library_sources
+
+    out = {}
+    for name, src in library_sources(root).items():
+        if not src.available():
+            log.warning("real library %s: no checkout at %s (run python -m finetune.data.libraries fetch), "
+                        "left out", name, src.path)
+            continue
+        try:
+            lib = open_library(name, src)
+        except (OSError, ValueError, RuntimeError) as e:
+            log.warning("real library %s: cannot be opened (%s), left out", name, e)
+            continue
+        if not lib.by_label:
+            log.warning("real library %s: nothing sounds (%s), left out", name, lib.excluded)
+            continue
+        out[name] = lib
+    return out
 
 
 @dataclass
@@ -111,6 +139,10 @@ def plan_clip(rng: np.random.Generator, libs: dict[str, Library], seconds: float
         return name, "mixture", parts
     label = str(rng.choice(all_labels))  # labels uniform, so rare instruments are as frequent as pianos
     names = sorted(n for n, lib in libs.items() if label in lib.by_label)
+    origins = sorted({libs[n].renderer.source.origin for n in names})
+    if len(origins) > 1:  # a label with real libraries: half its clips real, whatever the number of libraries
+        origin = str(rng.choice(origins))
+        names = [n for n in names if libs[n].renderer.source.origin == origin]
     name = str(rng.choice(names))
     progs = libs[name].by_label[label]
     prog = progs[int(rng.integers(len(progs)))]
@@ -168,7 +200,7 @@ def render_split(split: str, libs: dict[str, Library], n_clips: int, seed: int, 
                 elif clip is not None:
                     done[i] = {"audio": {"bytes": flac_bytes(clip.audio), "path": f"{split}/{prefix}{i:07d}.flac"},
                                "labels": clip.labels, "source": clip.source, "kind": clip.kind,
-                               "activity": clip.activity}
+                               "activity": clip.activity, "origin": libs[src].renderer.source.origin}
                 else:
                     log.warning("%s clip %d: no usable render after %d attempts, skipped", split, i, MAX_ATTEMPTS)
             pending = retry
@@ -184,12 +216,21 @@ def render_split(split: str, libs: dict[str, Library], n_clips: int, seed: int, 
 _LIVE: dict[str, tuple[dict[str, Library], Stats]] = {}
 
 
-def _rows(key: str, one_shots: int = 0, **kwargs):
+def _rows(key: str, one_shots: int = 0, negatives: int = 0, fsdd: str | None = None, **kwargs):
     libs, stats = _LIVE[key]
     yield from render_split(libs=libs, stats=stats, **kwargs)
     if one_shots:
         yield from render_split(libs=libs, stats=stats, **{**kwargs, "n_clips": one_shots}, code=ONE_SHOT_CODE,
                                 planner=plan_one_shot, prefix="one-shot-")
+    if negatives:
+        yield from _counted(stats, "train", kwargs["seconds"],
+                            negative_rows("train", negatives, kwargs["seed"], kwargs["seconds"], fsdd, flac_bytes))
+
+
+def _counted(stats: Stats, split: str, seconds: float, rows):
+    for r in rows:
+        stats.add(split, r, seconds)
+        yield r
 
 
 def dir_size(path: Path) -> int:
@@ -198,8 +239,17 @@ def dir_size(path: Path) -> int:
 
 def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, holdout=DEFAULT_HOLDOUT,
           sources=None, val_fraction: float = 0.15, real: bool = True, progress: bool = True,
-          real_eval_dir: Path | None = None, one_shots: int = 0) -> datasets.DatasetDict:
+          real_eval_dir: Path | None = None, one_shots: int = 0,
+          libraries: Path | None = None, negatives: int = 0, negatives_heldout: int = 300,
+          fsdd: str | Path | None = None) -> datasets.DatasetDict:
     """Render, load, save and describe the dataset; returns the saved DatasetDict.
+
+    ``libraries`` (the folder ``python -m finetune.data.libraries fetch`` filled) adds the real sample
+    libraries of the manifest: train-role ones to the training split, held-out ones as the
+    ``real_heldout`` split (:data:`REAL_HELDOUT_PER_LIBRARY` clips each, never trained on).
+
+    ``negatives`` training clips without any instrument (`finetune.data.negatives`) follow the rest of train;
+    with them, a held-out split ``negatives`` of ``negatives_heldout`` clips (other speakers, voices, sounds).
 
     ``one_shots`` extra training clips of drum one-shots follow the ``hours`` of clips, which keep their
     seeds and so their plans; the validation and real splits are the same as without them.
@@ -224,10 +274,21 @@ def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, hol
     if shared:
         log.warning("held-out and training sources share a lineage %s: validation is not fully independent", shared)
 
-    if one_shots < 0:
-        raise ValueError(f"one_shots must be >= 0, got {one_shots}")
+    if one_shots < 0 or negatives < 0 or negatives_heldout < 1:
+        raise ValueError(f"one_shots and negatives must be >= 0 and negatives_heldout >= 1, got {one_shots}, "
+                         f"{negatives}, {negatives_heldout}")
     t_open = time.perf_counter()
     libs = {n: open_library(n) for n in names}
+    real_held: list[str] = []
+    if libraries is not None:
+        real_libs = open_real_libraries(Path(libraries))
+        libs.update(real_libs)
+        train_names += [n for n, lib in real_libs.items() if lib.renderer.source.role == "train"]
+        real_held = [n for n, lib in real_libs.items() if lib.renderer.source.role == "heldout"]
+        leak = sorted({libs[n].renderer.source.lineage for n in real_held}
+                      & {libs[n].renderer.source.lineage for n in train_names})
+        if leak:
+            raise ValueError(f"held-out and training real libraries share an instrument (lineage {leak})")
     open_seconds = time.perf_counter() - t_open
     if one_shots and not any("drums" in libs[n].by_label for n in train_names):
         raise ValueError(f"one_shots needs a training source with a drum kit; training sources: {train_names}")
@@ -240,13 +301,21 @@ def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, hol
     cache = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
     try:
         splits = {}
-        for split, n, chosen in (("train", n_train, train_names), ("validation", n_val, held)):
+        plan = [("train", n_train, train_names), ("validation", n_val, held)]
+        if real_held:
+            plan.append(("real_heldout", REAL_HELDOUT_PER_LIBRARY * len(real_held), real_held))
+        for split, n, chosen in plan:
             _LIVE[f"{cache}/{split}"] = ({k: libs[k] for k in chosen}, stats)
             splits[split] = datasets.Dataset.from_generator(
                 _rows, features=features(), cache_dir=str(cache / split), keep_in_memory=False,
                 gen_kwargs={"key": f"{cache}/{split}", "split": split, "n_clips": n, "seed": seed,
                             "seconds": clip_seconds, "progress": progress,
-                            "one_shots": one_shots if split == "train" else 0})
+                            "one_shots": one_shots if split == "train" else 0,
+                            "negatives": negatives if split == "train" else 0, "fsdd": str(fsdd) if fsdd else None})
+        if negatives:
+            splits[HELDOUT_SPLIT] = datasets.Dataset.from_list(list(_counted(stats, HELDOUT_SPLIT, clip_seconds, (
+                negative_rows(HELDOUT_SPLIT, negatives_heldout, seed, clip_seconds, fsdd, flac_bytes)))),
+                features=features())
         if real:
             t = time.perf_counter()
             rows = list(real_rows(clip_seconds, real_eval_dir or REAL_EVAL_DIR))
@@ -273,5 +342,5 @@ def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, hol
     tmp_out.rmdir()
     sizes = {s: dir_size(target / s) for s in dd}
     card.write_card(target, libs=libs, stats=stats, sizes=sizes, holdout=held, train_sources=train_names,
-                    open_seconds=open_seconds, argv=sys.argv, seed=seed, hours=hours, clip_seconds=clip_seconds)
+                    real_heldout=real_held, open_seconds=open_seconds, argv=sys.argv, seed=seed, hours=hours, clip_seconds=clip_seconds)
     return datasets.load_from_disk(str(target))

@@ -9,6 +9,7 @@ import platform
 import shlex
 from pathlib import Path
 
+from finetune.data import negatives
 from finetune.data.sources import SOURCES
 from instrusense.taxonomy import LABELS
 
@@ -38,20 +39,20 @@ def independent_training_lineages(libs, train_sources) -> dict[str, list[str]]:
     """label -> sorted lineages among the training libraries that have it."""
     out = {}
     for label in LABELS:
-        out[label] = sorted({SOURCES[n].lineage for n in train_sources if label in libs[n].by_label})
+        out[label] = sorted({libs[n].renderer.source.lineage for n in train_sources if label in libs[n].by_label})
     return out
 
 
 def _left_out(name: str, lib) -> str:
     """What a library does not play: a drum kit plays one kit."""
-    if SOURCES[name].drum_kit:
+    if lib.renderer.source.drum_kit:
         return "a single drum kit, played as GM Standard Kit"
     return ", ".join(f"{k} ({v})" for k, v in lib.excluded.items()) or "none"
 
 
 def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_sources, open_seconds: float,
-               argv, seed: int, hours: float, clip_seconds: float) -> Path:
-    splits = [s for s in ("train", "validation", "real") if stats.clips[s]]
+               argv, seed: int, hours: float, clip_seconds: float, real_heldout=()) -> Path:
+    splits = [s for s in ("train", "validation", "real_heldout", "real", negatives.HELDOUT_SPLIT) if stats.clips[s]]
     rendered_seconds = stats.seconds["train"] + stats.seconds["validation"]
     rendered_bytes = sizes.get("train", 0) + sizes.get("validation", 0)
     speed = rendered_seconds / stats.render_wall if stats.render_wall else float("nan")
@@ -68,10 +69,11 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
         f"(seed {seed}, {hours:g} h requested, {clip_seconds:g} s clips, 16 kHz mono).",
         "Open with `datasets.load_from_disk(path)`. Splits: **train** (rendered from the training "
         "libraries), **validation** (rendered only from held-out libraries never seen in training), "
+        "**real_heldout** (real sample libraries held out of training, when built with `--libraries`), "
         "**real** (real recordings, evaluation only, never for training).",
         "Columns: `audio` (Audio, 16 kHz mono), `labels` (taxonomy keys present), `source` (library or "
         "recording set), `kind` (note, phrase, chord, drums (grooves), hits (drum one-shots), mixture, real), "
-        "`activity` (per label, 0/1 at 10 frames/s; frame i covers [i/10, (i+1)/10) s; all ones for real clips).",
+        "`activity` (per label, 0/1 at 10 frames/s; frame i covers [i/10, (i+1)/10) s; all ones for real clips), `origin` (rendered or real).",
         "## Splits\n" + _table(
             ["split", "clips", "audio (h)", "sources", "size on disk"],
             [[s, stats.clips[s], f"{stats.seconds[s] / 3600:.2f}",
@@ -88,7 +90,9 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
              ["machine", f"{platform.machine()}, {os.cpu_count()} CPUs visible, Python {platform.python_version()}, "
                          f"niced single process"]]),
         "## Held-out library\n" + f"Validation libraries: {', '.join(holdout)}; training libraries: "
-        f"{', '.join(train_sources)}.\n\n" + HOLDOUT_REASON,
+        f"{', '.join(train_sources)}." + (f" Held-out real libraries (real_heldout): {', '.join(real_heldout)}."
+                                       if real_heldout else "") + "\n\n" + HOLDOUT_REASON,
+        real_library_section(libs, stats),
         "## Clips per label and split\n" + _table(
             ["label"] + splits, [[l] + [stats.label[s, l] for s in splits] for l in LABELS]),
         "## Training clips per label and library\n" + _table(
@@ -126,9 +130,13 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
         "- Activity: frames between a note's on and off (a drum hit: 0.3 s) where the part is audible "
         "(frame RMS above the part's loudest frame - 45 dB).",
         "## Sources and licences\n" + "\n".join(f"- `{n}`: {s.description}" for n, s in SOURCES.items()) +
-        "\n- `real-eval`: shared/real-eval (see its README: CC0 / CC-BY 3.0 Salamander Grand Piano by Alexander "
+        "".join(f"\n- `{n}`: {lib.renderer.source.description}" for n, lib in libs.items() if n not in SOURCES) +
+        "\n- non-instrument negatives: see their section\n- `real-eval`: shared/real-eval (see its README: CC0 / CC-BY 3.0 Salamander Grand Piano by Alexander "
         "Holm)\n- `sonic-pi`: Debian sonic-pi-samples (freesound.org, CC0)\n- `lmms`: Debian lmms-common samples",
     ]
+    neg_counts = {k: v for k, v in stats.source.items() if k[1] in negatives.MIX}
+    if neg_counts:
+        parts.append(negatives.card_section(neg_counts))
     card = "\n\n".join(parts) + "\n"
     path = Path(out) / "README.md"
     path.write_text(card)
@@ -138,6 +146,20 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
         "clips": dict(stats.clips), "holdout": list(holdout), "train_sources": list(train_sources),
         "labels_short_of_two_lineages": short}, indent=1))
     return path
+
+
+def real_library_section(libs, stats) -> str:
+    """The real sample libraries used: where each comes from (repository, commit, licence) and its clips."""
+    real = [(n, lib.renderer.source.library) for n, lib in libs.items() if lib.renderer.source.origin == "real"]
+    if not real:
+        return "## Real sample libraries\nNone (built without `--libraries`)."
+    return ("## Real sample libraries\nRecorded notes of real instruments played through the sfizz SFZ sampler "
+            "(`finetune/data/libraries.json`, fetched by `python -m finetune.data.libraries fetch`). Role "
+            "`train`: in the train split; `heldout`: only in **real_heldout** (a source-disjoint real "
+            "validation, never trained on).\n\n" + _table(
+                ["library", "repository", "commit", "licence", "label", "role", "train clips", "real_heldout clips"],
+                [[n, s.repo, s.commit[:12], s.licence, s.label, s.role, stats.source["train", n],
+                  stats.source["real_heldout", n]] for n, s in real]))
 
 
 def _why(label: str, libs, train_sources) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -20,6 +20,7 @@ class Clips:
     activity: list[list[list[float]]]
     sources: list[str]
     kinds: list[str]
+    origins: list[str] = field(default_factory=list)  # "real" or "rendered", per clip (empty: unknown)
 
     def __len__(self) -> int:
         return len(self.waves)
@@ -46,5 +47,7 @@ def load_clips(path: str | Path, split: str, limit: int | None = None, seed: int
     if limit is not None and limit < len(ds):
         ds = ds.shuffle(seed=seed).select(range(limit))
     cols = ds.to_dict()
+    # datasets built before the origin column: only the real split held recordings
+    origins = cols.get("origin") or ["real" if k == "real" else "rendered" for k in cols["kind"]]
     return Clips(waves=[_decode(a) for a in cols["audio"]], labels=cols["labels"], activity=cols["activity"],
-                 sources=cols["source"], kinds=cols["kind"])
+                 sources=cols["source"], kinds=cols["kind"], origins=origins)

@@ -95,7 +95,7 @@ def row(audio: np.ndarray, labels: list[str], source: str, kind: str, name: str)
     sf.write(buf, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     frames = max(1, int(np.ceil(len(audio) / SAMPLE_RATE * FPS - 1e-6)))
     return {"audio": {"bytes": buf.getvalue(), "path": name}, "labels": list(labels), "source": source,
-            "kind": kind, "activity": [[1.0] * frames for _ in labels]}
+            "kind": kind, "activity": [[1.0] * frames for _ in labels], "origin": "real"}
 
 
 def match(rel: str, rules: list[tuple[str, str]]) -> str | None:

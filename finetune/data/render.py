@@ -1,8 +1,9 @@
 """Render :class:`~finetune.data.music.Part` s to 16 kHz mono audio, and turn parts into labelled clips.
 
-Two engines: SoundFonts in-process through libfluidsynth (``pyfluidsynth``; no process start, no MIDI
-files, far faster than real time) and freepats through the ``timidity`` command, which gets one
-MIDI file holding a batch of parts back to back and whose output is cut apart again.
+Three engines: SoundFonts in-process through libfluidsynth (``pyfluidsynth``; no process start, no MIDI
+files, far faster than real time), freepats through the ``timidity`` command, which gets one
+MIDI file holding a batch of parts back to back and whose output is cut apart again, and extracted
+webaudiofont wavetables (GeneralUser GS) in NumPy (:mod:`finetune.data.webaudiofont`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from finetune.data.midi import write_midi
 from finetune.data.music import Note, Part
 from finetune.data.schema import FPS, SAMPLE_RATE
 from finetune.data.sources import Program, Source, load_programs, timidity_drum_keys, timidity_programs
+from finetune.data.webaudiofont import WebAudioFontRenderer
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,12 @@ class TimidityRenderer:
 
 
 def make_renderer(source: Source):
+    if source.engine == "sfz":
+        from finetune.data.sfz_render import SfzRenderer
+
+        return SfzRenderer(source)
+    if source.engine == "webaudiofont":
+        return WebAudioFontRenderer(source)
     return TimidityRenderer(source) if source.engine == "timidity" else FluidRenderer(source)
 
 
@@ -170,7 +178,7 @@ def probe_programs(renderer, programs: tuple[Program, ...] | None = None) -> tup
     library lacks the preset, if its test note is silent, or if it sounds the same as the piano
     (a font that silently falls back to program 0).
     """
-    programs = programs or load_programs()
+    programs = load_programs() if programs is None else programs
     candidates = [p for p in programs if renderer.has_preset(p)]
     missing = {p.gm_name: "not in library" for p in programs if p not in candidates}
     piano = Program(0, 0, "probe piano", "piano", 21, 108, True, False)

@@ -13,6 +13,7 @@ def features() -> datasets.Features:
         "audio": datasets.Audio(sampling_rate=SAMPLE_RATE),
         "labels": datasets.List(datasets.Value("string")),  # taxonomy keys present in the clip
         "source": datasets.Value("string"),  # sample library or recording set
-        "kind": datasets.Value("string"),  # note, phrase, chord, drums (grooves), hits (drum one-shots), mixture, real
+        "kind": datasets.Value("string"),  # note, phrase, chord, drums (grooves), hits (drum one-shots), mixture, real, negative
         "activity": datasets.List(datasets.List(datasets.Value("float32"))),  # parallel to labels
+        "origin": datasets.Value("string"),  # "rendered" (a SoundFont or synth) or "real" (recorded notes)
     })

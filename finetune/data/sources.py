@@ -1,7 +1,7 @@
 """Sound sources the renderer can draw on, and which taxonomy labels each one actually has.
 
-A *source* is one sample library: a SoundFont played through FluidSynth, or the GUS patches of
-``freepats`` played through TiMidity. ``gm_programs.csv`` maps General MIDI programs and drum kits to
+A *source* is one sample library: a SoundFont played through FluidSynth, the GUS patches of
+``freepats`` played through TiMidity, or a bank of webaudiofont wavetables extracted to a folder. ``gm_programs.csv`` maps General MIDI programs and drum kits to
 taxonomy labels; a source offers a program only if the library has it *and* it sounds (not silent,
 not a fall-back to the piano), which :func:`probe_programs` checks by rendering one test note.
 """
@@ -14,11 +14,16 @@ import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from instrusense.taxonomy import LABEL_INDEX
 
+if TYPE_CHECKING:
+    from finetune.data.libraries import LibrarySpec
+
 PROGRAMS_CSV = Path(__file__).with_name("gm_programs.csv")
 DRUM_BANK = 128
+GENERALUSER_GS_DIR = Path(__file__).resolve().parents[2] / "cache" / "generaluser-gs"
 
 
 @dataclass(frozen=True)
@@ -45,11 +50,15 @@ class Source:
 
     name: str
     path: str
-    engine: str  # "fluidsynth" (SoundFont) or "timidity" (GUS patch config)
+    # "fluidsynth" (SoundFont), "timidity" (GUS patch config), "sfz" (a real library) or "webaudiofont" (extracted)
+    engine: str
     lineage: str
     description: str
     # A drum-kit-only library: its one preset (bank, program), played as GM Standard Kit (bank 128, 0).
     drum_kit: tuple[int, int] | None = None
+    origin: str = "rendered"  # "real": recorded notes of one instrument (a real sample library)
+    role: str = "train"  # a real library's manifest role: "train" or "heldout" (the real_heldout split)
+    library: LibrarySpec | None = None  # the manifest entry of a real library (engine "sfz")
 
     def preset(self, prog: Program) -> tuple[int, int] | None:
         """The (bank, program) of this library that plays ``prog``; None if the library cannot."""
@@ -58,6 +67,12 @@ class Source:
         return self.drum_kit if (prog.bank, prog.program) == (DRUM_BANK, 0) else None
 
     def available(self) -> bool:
+        if self.engine == "sfz":
+            return Path(self.path).is_dir()
+        if self.engine == "webaudiofont":
+            from finetune.data.webaudiofont import BANK_INDEX
+
+            return (Path(self.path) / BANK_INDEX).is_file()
         if not Path(self.path).is_file():
             return False
         return self.engine != "timidity" or shutil.which("timidity") is not None
@@ -79,6 +94,11 @@ SOURCES: dict[str, Source] = {
                "csound GM bank, Debian csound-soundfont"),
         Source("freepats", "/etc/timidity/freepats.cfg", "timidity", "freepats",
                "freepats GUS patches through TiMidity++, Debian freepats + timidity"),
+        # Extracted from webaudiofont wavetables (python -m finetune.data.webaudiofont extract). Own lineage:
+        # of its ~770 samples only the cello, celesta and a few synth/sine ones are MuseScore General's
+        # (same names and loop lengths); flute, clarinet, guitars, brass differ. No drums in that bank.
+        Source("generaluser_gs", str(GENERALUSER_GS_DIR), "webaudiofont", "generaluser_gs",
+               "GeneralUser GS v1.471 (S. Christian Collins), webaudiofont wavetables of surikov/webaudiofontdata"),
         # Multi-sampled acoustic kits (real recordings, GM key map): the only real drums we may train on.
         Source("avl_black_pearl", "/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2", "fluidsynth", "avl",
                "AVL Drumkits Black Pearl 4-piece (Glen MacArthur), Debian avldrums.lv2-soundfont", (0, 0)),

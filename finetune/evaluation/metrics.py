@@ -50,6 +50,19 @@ def per_label_f1(scores: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> d
     return {LABELS[j]: float(f1[j]) for j in range(len(LABELS)) if present[j]}
 
 
+def per_label_top1(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Per label, the share of its single-label clips whose top prediction is that label ("3 of 24")."""
+    solo = solo_mask(y)
+    top = scores.argmax(axis=1)
+    return {LABELS[j]: float(np.mean(top[solo & (y[:, j] == 1)] == j))
+            for j in range(len(LABELS)) if (solo & (y[:, j] == 1)).any()}
+
+
+def per_label_clips(y: np.ndarray) -> dict[str, int]:
+    solo = solo_mask(y)
+    return {LABELS[j]: int((solo & (y[:, j] == 1)).sum()) for j in range(len(LABELS)) if (solo & (y[:, j] == 1)).any()}
+
+
 def summary(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """The evaluation table's columns for one split (solo metrics on single-label clips)."""
     solo = solo_mask(y)
@@ -80,4 +93,6 @@ def part_metrics(scores: np.ndarray, y: np.ndarray) -> dict:
         "mAP": mean_average_precision(scores, y),
         "macro_f1": float(np.mean(list(f1.values()))) if f1 else float("nan"),
         "per_label_f1": f1,
+        "per_label_top1": per_label_top1(scores, y) if len(y) else {},
+        "per_label_clips": per_label_clips(y) if len(y) else {},
     }
