@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import sys
 import time
@@ -37,8 +36,7 @@ from finetune.data.schema import SAMPLE_RATE
 from finetune.evaluation.metrics import multi_hot, summary
 from finetune.evaluation.scoring import score_clips
 from finetune.model_card import write_model_card
-from finetune.modeling import (OriginAdversary, build_classifier, init_head_from_data, load_weights, param_groups,
-                               save_model)
+from finetune.modeling import build_classifier, init_head_from_data, load_weights, param_groups, save_model
 from finetune.records import AVERAGE_RECORD, RUN_RECORD, read_record
 from instrusense.logs import configure_logging
 from instrusense.model import resolve_device, tagger_from, to_device
@@ -67,8 +65,6 @@ class DataArguments:
     augment: bool = field(default=True, metadata={"help": "random recording effects on every training example"})
     short_fraction: float = field(default=0.25, metadata={
         "help": "share of examples cut to 0.1–3 s and zero-padded, as the app pads short recordings"})
-    balance_origin: bool = field(default=False, metadata={
-        "help": "draw real and rendered single-label clips of each label equally often (labels keep their shares)"})
     mix_fraction: float = field(default=0.0, metadata={
         "help": "share of examples that get 1-2 crops of other training clips mixed in (labels: the union)"})
     pitch_shift: float = field(default=0.0, metadata={
@@ -102,9 +98,6 @@ class TrainArguments:
     family_loss: float = field(default=0.0, metadata={
         "help": "weight of a second BCE on the eight families (a family's logit: logsumexp of its labels' logits), "
                 "so that a mistake across families costs more than one inside a family; 0: off"})
-    origin_adversary: float = field(default=0.0, metadata={
-        "help": "weight of a domain-adversarial loss: a small head learns to tell real from rendered examples while "
-                "the encoder, through a reversed gradient (ramped up over the run), learns to make them alike; 0: off"})
 
 
 _FAMILY_COLUMNS = [[LABEL_INDEX[label] for label in labels] for labels in FAMILIES.values()]
@@ -154,13 +147,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
              time.time() - started)
     batches = TrainBatches(clips, extractor, round(m.window_seconds * SAMPLE_RATE), t.batch_size, seed=t.seed,
                            augment=d.augment, short_fraction=d.short_fraction, mix_fraction=d.mix_fraction,
-                           pitch_shift=d.pitch_shift, pitch_shift_drums=d.pitch_shift_drums,
-                           balance_origin=d.balance_origin)
-    groups = param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay)
-    adversary = OriginAdversary(model).to(device) if t.origin_adversary else None
-    if adversary is not None:
-        groups.append({"params": list(adversary.parameters()), "lr": t.head_lr, "weight_decay": t.weight_decay})
-    optimizer = torch.optim.AdamW(groups)
+                           pitch_shift=d.pitch_shift, pitch_shift_drums=d.pitch_shift_drums)
+    optimizer = torch.optim.AdamW(param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay))
     schedule = get_cosine_schedule_with_warmup(optimizer, max(1, int(t.warmup_fraction * t.max_steps)), t.max_steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
@@ -169,8 +157,6 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     if ckpt.is_file():  # resume: our own file, written by this script
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
-        if adversary is not None:
-            adversary.load_state_dict(state["adversary"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         step, history, best = state["step"], state["history"], state["best"]
@@ -184,26 +170,18 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     record = _record(m, d, t, argv)
 
     bar = tqdm(total=t.max_steps, initial=step, desc="training", unit="step", file=sys.stderr)
-    running, told = None, None  # smoothed loss; smoothed share of examples whose origin the adversary told
+    running = None
     stream = batch_stream(batches, step, t.max_steps, t.workers)
     since, since_step = time.time(), step  # training speed between evaluations (data waits included)
     while step < t.max_steps:
         model.train()
         inputs, targets = next(stream)
-        origin = inputs.pop("origin", None)
         inputs, targets = to_device(inputs, device), targets.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(**inputs).logits.float()
         loss = loss_fn(logits, targets)
         if t.family_loss:
             loss = loss + t.family_loss * loss_fn(family_logits(logits), family_targets(targets))
-        if adversary is not None and origin is not None and (known := origin >= 0).any():
-            origin = origin.to(device)
-            ramp = 2 / (1 + math.exp(-10 * step / t.max_steps)) - 1  # Ganin & Lempitsky's schedule
-            guess = adversary(ramp).float()[known.to(device)]
-            loss = loss + t.origin_adversary * loss_fn(guess, origin[known.to(device)])
-            share = ((guess > 0).float() == origin[known.to(device)]).float().mean().item()
-            told = share if told is None else 0.95 * told + 0.05 * share
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -212,13 +190,12 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         step += 1
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         bar.update(1)
-        bar.set_postfix(loss=f"{running:.4f}", **({"origin_told": f"{told:.2f}"} if told is not None else {}))
+        bar.set_postfix(loss=f"{running:.4f}")
         if step % t.eval_every == 0 or step == t.max_steps:
             steps_per_s = (step - since_step) / (time.time() - since)
             results = evaluate_splits(model, extractor, evals)
             history.append({"step": step, "loss": running, "elapsed_s": time.time() - started,
-                            "steps_per_s": steps_per_s, **({"origin_told": told} if told is not None else {}),
-                            **results})
+                            "steps_per_s": steps_per_s, **results})
             log.info("step %d loss %.4f %s", step, running, json.dumps(results))
             score = results.get(d.select_on, {}).get("mAP", -running)
             if score > best["score"]:
@@ -227,7 +204,6 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
                 (run / "best" / RUN_RECORD).write_text(json.dumps(
                     {**record, "step": step, "elapsed_s": history[-1]["elapsed_s"], "eval": results}, indent=2) + "\n")
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        **({"adversary": adversary.state_dict()} if adversary is not None else {}),
                         "schedule": schedule.state_dict(), "step": step, "history": history, "best": best}, ckpt)
             (run / "history.json").write_text(json.dumps(history, indent=2) + "\n")
             since, since_step = time.time(), step

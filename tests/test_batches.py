@@ -101,40 +101,6 @@ def test_workers_prepare_the_same_batch_stream_as_the_training_process(tiny_whis
     assert not torch.equal(inline[0][0]["input_features"], inline[1][0]["input_features"])
 
 
-def _origin_clips():
-    """flute: one real clip and three rendered; cello: two rendered."""
-    from finetune.data.clips import Clips
-
-    spec = [("flute", "real", 880.0), ("flute", "rendered", 880.0), ("flute", "rendered", 880.0),
-            ("flute", "rendered", 880.0), ("cello", "rendered", 110.0), ("cello", "rendered", 110.0)]
-    return Clips(waves=[tone(4.0, 16000, freq=f)[:, 0] for _, _, f in spec], labels=[[lab] for lab, _, _ in spec],
-                 activity=[[[1.0] * 40] for _ in spec], sources=[o for _, o, _ in spec], kinds=["note"] * 6,
-                 origins=[o for _, o, _ in spec])
-
-
-def test_origin_balancing_draws_a_labels_real_and_rendered_clips_equally_and_keeps_label_shares():
-    from finetune.batches import origin_balanced_weights
-
-    p = origin_balanced_weights(_origin_clips())
-    assert p.sum() == pytest.approx(1.0)
-    assert p[0] == pytest.approx(p[1:4].sum())  # flute: the one real clip as often as the three rendered ones
-    assert p[:4].sum() == pytest.approx(4 / 6) and p[4:].sum() == pytest.approx(2 / 6)  # label shares kept
-
-
-def test_every_example_carries_its_origin_and_a_mixture_of_origins_is_unknown():
-    from finetune.batches import TrainBatches
-
-    clips = _origin_clips()
-    inputs, targets = TrainBatches(clips, _stack, 48000, 64, seed=1, augment=False, balance_origin=True).batch(0)
-    origin = inputs["origin"].numpy()
-    flute = targets[:, LABELS.index("flute")].numpy() == 1
-    assert set(origin) == {0.0, 1.0} and (origin[~flute] == 0).all()  # only flute has a real clip
-    assert 0.25 < origin[flute].mean() < 0.75  # balanced: about half the flute examples are real
-    inputs, targets = TrainBatches(clips, _stack, 48000, 64, seed=1, augment=False, mix_fraction=1.0).batch(0)
-    origin, waves = inputs["origin"].numpy(), inputs["input_values"].numpy()
-    assert (origin == -1).any() and set(origin) <= {-1.0, 0.0, 1.0}
-
-
 def test_short_examples_go_down_to_a_tenth_of_a_second():
     waves, _ = _raw_batch(_tone_clips(), short_fraction=1.0)
     sounding = (np.abs(waves) > 0).sum(1) / 16000
