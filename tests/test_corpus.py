@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from corpus_files import crash_on_crash_wav, make_corpus
 from instrusense.cli import build_parser
 from instrusense.corpus import command as corpus_command
 from instrusense.corpus.job import plan, run_corpus
-from instrusense.corpus.pool import _context, run_pool
+from instrusense.corpus.pool import run_pool
 from instrusense.corpus.rows import failure_reason, record_row
 from instrusense.corpus.sources import CorpusError, Item, list_items, open_source
 from instrusense.corpus.store import ResultStore
@@ -87,22 +86,6 @@ def test_workers_times_threads_fit_the_cores():
     assert plan(3, 0, cores=2) == (3, 1)  # more workers than cores: asked for, one thread each
 
 
-def test_workers_are_forked_only_when_asked_and_no_other_thread_runs():
-    if "fork" not in __import__("multiprocessing").get_all_start_methods():
-        pytest.skip("no fork on this platform")
-    assert _context(fork=False).get_start_method() != "fork"
-    if threading.active_count() == 1:
-        assert _context(fork=True).get_start_method() == "fork"
-    release = threading.Event()
-    other = threading.Thread(target=release.wait)
-    other.start()
-    try:  # a lock another thread holds would stay held in a forked child
-        assert _context(fork=True).get_start_method() != "fork"
-    finally:
-        release.set()
-        other.join()
-
-
 def test_sources_walk_folders_read_lists_and_refuse_what_is_not_there(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/one.wav", "a/b/two.FLAC", "three.mp3", "notes.txt", "cover.jpg", ".hidden/four.wav"):
@@ -169,9 +152,9 @@ def test_corpus_rows_equal_the_cli_json_and_a_rerun_redoes_nothing(archive, tiny
     assert parquet_rows(out) == rows
 
 
-def test_the_command_lines_forked_workers_give_the_cli_json(archive, tiny_whisper, tmp_path):
+def test_the_corpus_command_line_gives_the_cli_json(archive, tiny_whisper, tmp_path):
     root, records = archive
-    out = tmp_path / "forked.parquet"
+    out = tmp_path / "command.parquet"
     proc = subprocess.run([sys.executable, "-m", "instrusense", "corpus", str(root), "--out", str(out), "--model",
                            tiny_whisper, "--workers", "2"], cwd=REPO, env={**os.environ, **ENV}, capture_output=True,
                           text=True, timeout=600)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, settings) -> int:
     try:
         source = open_source(args.root, args.audio_column, args.split)
         summary = run_corpus(source, args.out, settings, workers=args.workers, ray=args.ray,
-                             part_rows=args.part_rows or PART_ROWS, fork=True)  # so far, only imports
+                             part_rows=args.part_rows or PART_ROWS)
     except (CorpusError, ModelUnavailableError) as exc:
         log.error("%s", exc)
         return 2

@@ -69,11 +69,9 @@ def plan(workers: int, threads: int, cores: int) -> tuple[int, int]:
 
 
 def run_corpus(source: Source, out: str | Path, settings: Settings, *, workers: int = 0, ray: str | None = None,
-               part_rows: int = PART_ROWS, flush_seconds: float = FLUSH_SECONDS, progress: bool = True,
-               fork: bool = False) -> Summary:
+               part_rows: int = PART_ROWS, flush_seconds: float = FLUSH_SECONDS, progress: bool = True) -> Summary:
     """Analyse every item of `source` not yet in `out` (see the package docstring); `ray` is None for the local
-    pool, "local" for a local Ray or a cluster address. Interrupted (Ctrl-C), it keeps what is written.
-    `fork`: this process ran no analysis and no threads, so the pool may fork it (see `pool.run_pool`)."""
+    pool, "local" for a local Ray or a cluster address. Interrupted (Ctrl-C), it keeps what is written."""
     started = time.perf_counter()
     store = ResultStore(out)
     store.out.parent.mkdir(parents=True, exist_ok=True)
@@ -82,20 +80,20 @@ def run_corpus(source: Source, out: str | Path, settings: Settings, *, workers: 
     todo = [item for item in items if item.file not in done]
     summary = Summary(listed=len(items), skipped=len(items) - len(todo))
     if todo:
-        records = _engine(todo, settings, source, workers, ray, fork)
+        records = _engine(todo, settings, source, workers, ray)
         _write(records, store, summary, len(todo), part_rows, flush_seconds, progress)
     summary.rows = store.finish()
     summary.wall_seconds = time.perf_counter() - started
     return summary
 
 
-def _engine(todo, settings: Settings, source: Source, workers: int, ray: str | None, fork: bool):
+def _engine(todo, settings: Settings, source: Source, workers: int, ray: str | None):
     cores = cpu_cores()
     if ray is None:
         from instrusense.corpus.pool import run_pool
 
         workers, threads = plan(workers, settings.threads, cores)
-        return run_pool(todo, settings, source, workers, threads, fork=fork)
+        return run_pool(todo, settings, source, workers, threads)
     from instrusense.corpus.on_ray import run_on_ray
 
     threads = max(settings.threads, 1)

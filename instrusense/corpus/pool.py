@@ -1,9 +1,7 @@
 """The local engine: a pool of processes, each holding one loaded model.
 
-Workers come from a fork server that imported the analysis once: a plain fork of a parent that already ran
-threads or torch (a notebook's, a test runner's) can deadlock in the child. The command line's own process ran
-neither, only imports, so it forks its first workers (`fork=True`) and saves the fork server's second import of
-torch at start-up. A worker that dies (a decoder crashing on a hostile file, the OOM killer) costs a fresh pool, never the job:
+Workers come from a fork server that imported the analysis once (a plain fork of a parent that already runs
+threads, a notebook's or a test runner's, can deadlock in the child). A worker that dies (a decoder crashing on a hostile file, the OOM killer) costs a fresh pool, never the job:
 the files it may have held are rerun one at a time, and a file that kills a worker on its own gets an error
 record.
 """
@@ -12,10 +10,8 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import functools
 import multiprocessing
 import signal
-import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Iterator
@@ -49,11 +45,8 @@ def analyse_chunk(items: list[Item]) -> list[dict]:
     return [_analyser(item) for item in items]
 
 
-def _context(fork: bool):
-    methods = multiprocessing.get_all_start_methods()
-    if fork and "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    if "forkserver" not in methods:
+def _context():
+    if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(_PRELOAD)
@@ -61,38 +54,23 @@ def _context(fork: bool):
 
 
 def run_pool(items: list[Item], settings: Settings, source: Source, workers: int, threads: int,
-             chunk_size: int = 4, task=analyse_chunk, fork: bool = False) -> Iterator[list[dict]]:
-    """Records of `items`, a chunk at a time in the order they finish; `task` analyses a chunk in a worker.
-
-    `fork`: this process has run no analysis and no threads (see the module docstring). The first workers
-    start now, before the caller starts a thread of its own (the progress bar's), so that they can be forked;
-    a pool started again after a death comes from the fork server."""
+             chunk_size: int = 4, task=analyse_chunk) -> Iterator[list[dict]]:
+    """Records of `items`, a chunk at a time in the order they finish; `task` analyses a chunk in a worker."""
     chunks = collections.deque(items[i:i + chunk_size] for i in range(0, len(items), chunk_size))
-    new_pool = functools.partial(ProcessPoolExecutor, workers, initializer=_start_worker,
-                                 initargs=(settings, source, threads))
-    executor = new_pool(mp_context=_context(fork))
-    in_flight = _fill(executor, chunks, {}, 2 * workers, task)
-    return _records(executor, in_flight, chunks, new_pool, 2 * workers, task)
-
-
-def _fill(executor: ProcessPoolExecutor, chunks: collections.deque, in_flight: dict[Future, list[Item]],
-          most: int, task) -> dict[Future, list[Item]]:
-    while chunks and len(in_flight) < most:
-        chunk = chunks.popleft()
-        in_flight[executor.submit(task, chunk)] = chunk
-    return in_flight
-
-
-def _records(executor: ProcessPoolExecutor, in_flight: dict[Future, list[Item]], chunks: collections.deque,
-             new_pool, most: int, task) -> Iterator[list[dict]]:
     suspects: collections.deque[Item] = collections.deque()
-    while True:
+    while chunks or suspects:
+        executor = ProcessPoolExecutor(workers, _context(), initializer=_start_worker,
+                                       initargs=(settings, source, threads))
+        in_flight: dict[Future, list[Item]] = {}
         try:
             while suspects:  # one at a time, so that a death names its file
                 records = executor.submit(task, [suspects[0]]).result()
                 suspects.popleft()
                 yield records
-            while _fill(executor, chunks, in_flight, most, task):
+            while chunks or in_flight:
+                while chunks and len(in_flight) < 2 * workers:
+                    chunk = chunks.popleft()
+                    in_flight[executor.submit(task, chunk)] = chunk
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
                     records = future.result()
@@ -104,6 +82,3 @@ def _records(executor: ProcessPoolExecutor, in_flight: dict[Future, list[Item]],
             suspects.extend(item for chunk in in_flight.values() for item in chunk)
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
-        if not (chunks or suspects):
-            return
-        executor, in_flight = new_pool(mp_context=_context(False)), {}
