@@ -126,3 +126,19 @@ def test_carry_over_keeps_a_missing_models_rows_only_when_scored_on_the_same_cli
     assert "mfcc" not in other["models"] and "mfcc" in other["skipped"]
     run("--mfcc", mfcc_dir)
     assert "mfcc" not in run("--mfcc", "")["models"]
+
+
+def test_carry_over_keeps_rows_of_the_splits_a_newer_build_shares(eval_dataset, mfcc_dir, tmp_path):
+    import datasets
+
+    out = tmp_path / "results"
+    assert evaluate_main(["--dataset", eval_dataset, "--whisper", "", "--ast", "", "--mfcc", mfcc_dir,
+                          "--out", str(out)]) == 0
+    first = json.loads((out / "results.json").read_text())
+    newer = datasets.load_from_disk(eval_dataset)
+    newer["real_heldout"] = newer["validation"].select(range(2))  # a split the first run did not have
+    newer.save_to_disk(str(tmp_path / "newer"))
+    assert evaluate_main(["--dataset", str(tmp_path / "newer"), "--whisper", "", "--ast", "", "--mfcc", "",
+                          "--out", str(out), "--carry_over"]) == 0
+    carried = json.loads((out / "results.json").read_text())["models"]["mfcc"]
+    assert carried["rows"] == first["models"]["mfcc"]["rows"] and carried["carried_over_from"] == first["date"]

@@ -158,8 +158,10 @@ def clips_fingerprint(splits: dict[str, Clips]) -> str:
     return h.hexdigest()
 
 
-def carried_rows(previous: dict, key: str, fingerprint: str, row_clips: dict[str, int], args: dict) -> dict | None:
-    """`key`'s entry from an earlier results.json, if that run scored the same clips.
+def carried_rows(previous: dict, key: str, splits: dict[str, Clips], row_clips: dict[str, int],
+                 args: dict) -> dict | None:
+    """`key`'s entry from an earlier results.json, if that run scored the same clips: its rows, on the
+    splits it scored (a dataset with a newer split still carries the rows of the splits it shares).
 
     Files written before fingerprints existed are matched on dataset, subset and clip count per row.
     """
@@ -167,11 +169,13 @@ def carried_rows(previous: dict, key: str, fingerprint: str, row_clips: dict[str
     if info is None:
         return None
     if "clips_sha1" in previous:
-        same = previous["clips_sha1"] == fingerprint
+        scored = {split for name, split, _ in PARTS if name in info["rows"]}
+        same = scored <= splits.keys() and previous["clips_sha1"] == clips_fingerprint({s: splits[s] for s in scored})
     else:
         was = previous.get("args", {})
         same = (all(was.get(k) == args.get(k) for k in ("dataset", "limit", "seed"))
-                and {r: m["clips"] for r, m in info["rows"].items()} == row_clips)
+                and {r: m["clips"] for r, m in info["rows"].items()} == {r: n for r, n in row_clips.items()
+                                                                       if r in info["rows"]})
     if not same:
         return None
     return {**info, "carried_over_from": info.get("carried_over_from") or previous.get("date")}
@@ -212,7 +216,7 @@ def evaluate(a: EvalArguments, command: str = "") -> dict:
         marker = "model.npz" if key == "mfcc" else "config.json"
         if not path or not (Path(path) / marker).is_file():
             note = f"no {marker} at {path}" if path else "not given"
-            carried = carried_rows(previous, key, results["clips_sha1"], row_clips, results["args"])
+            carried = carried_rows(previous, key, splits, row_clips, results["args"])
             if carried is not None:
                 log.info("%s: %s; rows carried over from %s", MODEL_TITLES[key], note, carried["carried_over_from"])
                 results["models"][key] = carried
