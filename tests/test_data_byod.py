@@ -23,7 +23,8 @@ def test_loads_folder_per_label_with_aliases(tmp_path):
     _write(tmp_path / "Violin" / "b.flac", 9.0)  # spelling mapped by to_taxonomy; cut into pieces
     _write(tmp_path / "sax" / "c.wav", 0.5, sr=16000, channels=1)
     ds = load_audiofolder(tmp_path, clip_seconds=4.0)
-    assert set(ds.column_names) == {"audio", "labels", "source", "kind", "activity"}
+    assert set(ds.column_names) == {"audio", "labels", "source", "kind", "activity", "origin"}
+    assert set(ds["origin"]) == {"real"}
     labels = [l[0] for l in ds["labels"]]
     assert sorted(set(labels)) == ["cello", "saxophone", "violin"]
     assert labels.count("violin") == 2
