@@ -152,6 +152,7 @@ def test_corpus_rows_equal_the_cli_json_and_a_rerun_redoes_nothing(archive, tiny
     assert parquet_rows(out) == rows
 
 
+@pytest.mark.slow  # a subprocess that imports torch and loads a model
 def test_the_corpus_command_line_gives_the_cli_json(archive, tiny_whisper, tmp_path):
     root, records = archive
     out = tmp_path / "command.parquet"

@@ -29,6 +29,7 @@ def app_handler(tiny_whisper, tmp_path):
     return make
 
 
+@pytest.mark.slow  # a subprocess that imports torch and loads a model
 def test_a_short_file_through_analyze_json(tiny_whisper, write_audio):
     path = write_audio("one-shot.wav", seconds=0.15, rate=44100)
     proc = run_cli("--json", "--model", tiny_whisper, path)
@@ -54,6 +55,7 @@ def test_shorter_than_the_minimum_is_still_refused(app_handler, write_audio):
         app_handler()(write_audio("click.wav", seconds=0.05))
 
 
+@pytest.mark.slow  # a subprocess that imports torch and loads a model
 def test_nothing_over_the_threshold_says_no_instrument_in_the_cli(tiny_whisper, write_audio):
     path = write_audio("speech-like.wav", data=_noise(2.0))
     proc = run_cli("--json", "--model", tiny_whisper, path, INSTRUSENSE_THRESHOLD="0.99")
