@@ -283,8 +283,8 @@ def build(out: Path, hours: float, seed: int = 0, clip_seconds: float = 4.0, hol
     if libraries is not None:
         real_libs = open_real_libraries(Path(libraries))
         libs.update(real_libs)
-        train_names += [n for n, lib in real_libs.items() if lib.renderer.source.role == "train"]
-        real_held = [n for n, lib in real_libs.items() if lib.renderer.source.role == "heldout"]
+        train_names += [n for n, lib in real_libs.items() if lib.renderer.source.library.role == "train"]
+        real_held = [n for n, lib in real_libs.items() if lib.renderer.source.library.role == "heldout"]
         leak = sorted({libs[n].renderer.source.lineage for n in real_held}
                       & {libs[n].renderer.source.lineage for n in train_names})
         if leak:

@@ -95,7 +95,7 @@ def library_sources(root: str | Path, specs: tuple[LibrarySpec, ...] | None = No
 
     return {s.name: Source(s.name, str(library_root(s, Path(root))), "sfz", s.lineage,
                            f"{s.description} ({s.repo} @ {s.commit[:12]}, {s.licence})", origin="real",
-                           role=s.role, library=s)
+                           library=s)
             for s in (load_manifest() if specs is None else specs)}
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from finetune.data.schema import SAMPLE_RATE, features
+from finetune.data.schema import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -304,15 +304,11 @@ def negative_rows(split: str, n_clips: int, seed: int, seconds: float, fsdd: str
         log.warning("negatives (%s): no FSDD folder given (--fsdd), speech comes from espeak-ng alone", split)
     speech = Speech(pool, VOICES[split])
     n = int(round(seconds * SAMPLE_RATE))
-    columns = features()
     for i in range(n_clips):
         rng = np.random.default_rng([seed, NEGATIVE_CODES[split], i])
         source, audio = negative_clip(rng, n, split, speech)
-        row = {"audio": {"bytes": encode(audio), "path": f"{split}/negative-{i:07d}.flac"},
-               "labels": [], "source": source, "kind": KIND, "activity": []}
-        if "origin" in columns:  # real vs rendered, where the schema has the column
-            row["origin"] = origin(source)
-        yield row
+        yield {"audio": {"bytes": encode(audio), "path": f"{split}/negative-{i:07d}.flac"},
+               "labels": [], "source": source, "kind": KIND, "activity": [], "origin": origin(source)}
 
 
 def card_section(counts: dict[tuple[str, str], int]) -> str:

@@ -57,8 +57,7 @@ class Source:
     # A drum-kit-only library: its one preset (bank, program), played as GM Standard Kit (bank 128, 0).
     drum_kit: tuple[int, int] | None = None
     origin: str = "rendered"  # "real": recorded notes of one instrument (a real sample library)
-    role: str = "train"  # a real library's manifest role: "train" or "heldout" (the real_heldout split)
-    library: LibrarySpec | None = None  # the manifest entry of a real library (engine "sfz")
+    library: LibrarySpec | None = None  # the manifest entry of a real library (engine "sfz"): its role, label
 
     def preset(self, prog: Program) -> tuple[int, int] | None:
         """The (bank, program) of this library that plays ``prog``; None if the library cannot."""

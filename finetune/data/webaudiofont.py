@@ -40,7 +40,6 @@ BANK_INDEX = "bank.json"
 LICENSE_NAME = "LICENSE.txt"
 GENERALUSER_GS = "GeneralUserGS_sf2_file"
 GENERALUSER_GS_LICENSE = "sf2/GeneralUserGS_LICENSE.txt"
-DRUM_BANK = 128
 RELEASE_SECONDS = 0.1  # linear fade after note-off (webaudiofont's player uses 0.05 s)
 ATTACK_SECONDS = 0.002  # against a click at the onset
 # webaudiofont's envelope for ``ahdsr: true``: (seconds since note-on, gain) points, linear between.
@@ -378,7 +377,7 @@ class WebAudioFontRenderer:
         self._zones: dict[tuple[str, int], list[Zone]] = {}
 
     def has_preset(self, prog) -> bool:
-        if prog.bank == DRUM_BANK:
+        if prog.is_drums:
             return prog.program == 0 and bool(self.drums)
         return prog.bank == 0 and prog.program in self.presets
 
@@ -391,7 +390,7 @@ class WebAudioFontRenderer:
     def render(self, part: Part, seconds: float) -> np.ndarray:
         if not self.has_preset(part.program):
             raise ValueError(f"{self.source.name} lacks {part.program.gm_name}")
-        drums = part.program.bank == DRUM_BANK
+        drums = part.program.is_drums
         total = int(round(seconds * self.sample_rate))
         out = np.zeros(total, np.float32)
         for note in part.notes:
