@@ -12,20 +12,9 @@ import numpy as np
 import torch
 
 from finetune.augment import augment, varispeed
-from finetune.data.clips import Clips
+from finetune.data.clips import Clips, crop
 from finetune.data.schema import SAMPLE_RATE
 from instrusense.taxonomy import LABEL_INDEX, LABELS
-
-
-def crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """A random window of `length` samples (zero-padded at a random offset when the clip is shorter)."""
-    if len(wave) >= length:
-        start = int(rng.integers(0, len(wave) - length + 1))
-        return wave[start:start + length], start
-    out = np.zeros(length, np.float32)
-    offset = int(rng.integers(0, length - len(wave) + 1))
-    out[offset:offset + len(wave)] = wave
-    return out, 0
 
 
 @dataclass

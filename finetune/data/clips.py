@@ -33,6 +33,17 @@ class Clips:
                 if not act or sum(act[a:b]) >= min(need, len(act[a:b]) or 1)]
 
 
+def crop(wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """A random window of `length` samples (zero-padded at a random offset when the clip is shorter)."""
+    if len(wave) >= length:
+        start = int(rng.integers(0, len(wave) - length + 1))
+        return wave[start:start + length], start
+    out = np.zeros(length, np.float32)
+    offset = int(rng.integers(0, length - len(wave) + 1))
+    out[offset:offset + len(wave)] = wave
+    return out, 0
+
+
 def _decode(audio: dict) -> np.ndarray:
     data = audio.get("bytes")
     x, sr = sf.read(io.BytesIO(data) if data else audio["path"], dtype="float32", always_2d=True)

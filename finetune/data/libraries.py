@@ -104,7 +104,7 @@ def _git(*args: str, cwd: Path | None = None, binary: bool = False):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=not binary).stdout
 
 
-def _extract_from_mirror(git_dir: Path, commit: str, include: tuple[str, ...], dest: Path) -> int:
+def extract_from_mirror(git_dir: Path, commit: str, include: tuple[str, ...], dest: Path) -> int:
     """Extract ``commit`` (only ``include`` paths if given) into ``dest``; returns how many blobs were missing."""
     try:
         data = _git("--git-dir", str(git_dir), "archive", "--format=tar", commit, *include, binary=True)
@@ -136,7 +136,7 @@ def _clone(repo: str, commit: str, include: tuple[str, ...], dest: Path) -> None
     with tempfile.TemporaryDirectory() as tmp:
         _git("init", "-q", tmp)
         _git("fetch", "-q", "--depth", "1", f"https://github.com/{repo}.git", commit, cwd=Path(tmp))
-        _extract_from_mirror(Path(tmp) / ".git", commit, include, dest)
+        extract_from_mirror(Path(tmp) / ".git", commit, include, dest)
 
 
 def fetch(specs: tuple[LibrarySpec, ...], out: Path, mirrors: Path | None = None) -> dict[str, str]:
@@ -166,7 +166,7 @@ def fetch(specs: tuple[LibrarySpec, ...], out: Path, mirrors: Path | None = None
                     log.warning("%s: no mirror at %s, skipped", repo, git_dir)
                     status[repo] = "no mirror"
                     continue
-                missing = _extract_from_mirror(git_dir, commit, include, dest)
+                missing = extract_from_mirror(git_dir, commit, include, dest)
             else:
                 _clone(repo, commit, include, dest)
                 missing = 0

@@ -14,7 +14,6 @@ import io
 import logging
 import shutil
 import subprocess
-import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from finetune.data.clips import crop
+from finetune.data.libraries import extract_from_mirror
 from finetune.data.schema import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -179,10 +180,7 @@ def read_fsdd(path: str | Path, speakers: tuple[str, ...]) -> dict[str, list[np.
     if (path / "HEAD").is_file() and (path / "objects").is_dir():  # a bare mirror: extract the recordings
         tmp = Path(tempfile.mkdtemp(prefix="fsdd-"))
         try:
-            archive = subprocess.run(["git", "--git-dir", str(path), "archive", "HEAD", "recordings"],
-                                     capture_output=True, check=True).stdout
-            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-                tar.extractall(tmp, filter="data")
+            extract_from_mirror(path, "HEAD", ("recordings",), tmp)
             return read_fsdd(tmp / "recordings", speakers)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -248,17 +246,6 @@ def espeak(rng: np.random.Generator, voices: tuple[str, ...]) -> np.ndarray:
     return _decode(subprocess.run(cmd, capture_output=True, check=True, timeout=60).stdout)
 
 
-def fit(rng: np.random.Generator, x: np.ndarray, n: int) -> np.ndarray:
-    """``x`` placed at a random offset in ``n`` samples of silence, or a random ``n``-sample stretch of it."""
-    out = np.zeros(n, np.float32)
-    if len(x) >= n:
-        a = int(rng.integers(0, len(x) - n + 1))
-        return x[a:a + n].astype(np.float32)
-    a = int(rng.integers(0, n - len(x) + 1))
-    out[a:a + len(x)] = x
-    return out
-
-
 # ---- clips and rows ----------------------------------------------------------------------------------------
 
 @dataclass
@@ -277,9 +264,9 @@ def negative_clip(rng: np.random.Generator, n: int, split: str, speech: Speech) 
     p = np.array([mix[k] for k in names])
     source = str(rng.choice(names, p=p / p.sum()))
     if source == "fsdd":
-        x = fit(rng, fsdd_utterance(rng, speech.fsdd), n)
+        x = crop(fsdd_utterance(rng, speech.fsdd), n, rng)[0]
     elif source == "espeak":
-        x = fit(rng, espeak(rng, speech.voices), n)
+        x = crop(espeak(rng, speech.voices), n, rng)[0]
     elif source == "mixture":
         x = mixture(rng, n, held)
     else:
