@@ -30,6 +30,7 @@ from transformers import HfArgumentParser
 from finetune.data.clips import Clips, load_clips
 from finetune.evaluation.evaluate import BARS, hf_scorer, part_mask, score_parts
 from finetune.evaluation.metrics import mean_average_precision, multi_hot, per_label_top1
+from finetune.evaluation.negatives import BAR as NEGATIVES_BAR, summarise
 from instrusense.settings import Settings
 from instrusense.logs import configure_logging
 from instrusense.model import ModelUnavailableError
@@ -40,7 +41,7 @@ VALIDATION = "validation mAP (all held-out clips)"
 REAL = "real held-out: macro top-1 over labels"
 UNREAL = "validation, labels without real data: macro top-1"
 NEGATIVES = "negatives: share clean"
-VALIDATION_SLACK, UNREAL_SLACK, UNREAL_LABEL_DROP, MIN_CLEAN = 0.01, 0.01, 0.10, 0.90
+VALIDATION_SLACK, UNREAL_SLACK, UNREAL_LABEL_DROP, MIN_CLEAN = 0.01, 0.01, 0.10, NEGATIVES_BAR
 
 
 def rule_metrics(scores: dict[str, np.ndarray], splits: dict[str, Clips],
@@ -63,7 +64,7 @@ def rule_metrics(scores: dict[str, np.ndarray], splits: dict[str, Clips],
            UNREAL: float(np.mean(list(unreal.values()))) if unreal else float("nan")}
     out.update({f"validation top-1: {label}": v for label, v in sorted(unreal.items())})
     if "negatives" in splits and len(splits["negatives"]):
-        out[NEGATIVES] = float(np.mean(scores["negatives"].max(axis=1) < Settings().threshold))
+        out[NEGATIVES] = summarise(scores["negatives"], splits["negatives"].sources, Settings().threshold)["all"]["clean"]
     for row, metric, _ in BARS:
         if row in rows and HELD_OUT not in row:
             out[f"{row}: {metric}"] = rows[row][metric]
