@@ -417,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
                          "github.com/surikov/webaudiofontdata)")
     ex.add_argument("--out", type=Path, required=True, help="the extracted bank's folder, e.g. cache/generaluser-gs")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from instrusense.logs import configure_logging
+
+    configure_logging("INFO")
     t0 = time.perf_counter()
     try:
         index = extract(args.mirror, args.out)
