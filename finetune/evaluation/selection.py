@@ -6,16 +6,22 @@ Real first, rendered second, and no label left behind (issue 27). All parts must
 
 1. **real held-out, macro over labels**: the mean per-label top-1 on the real recordings no model trained on
    (the `real_heldout` split: sample libraries held out of training, a physical instrument never in both; plus
-   the lmms and sonic-pi sets of the `real` split) is higher than the shipped model's;
+   the lmms and sonic-pi sets of the `real` split) is not lower than the shipped model's by more than one
+   standard error of the difference (paired bootstrap over clips). A label with fewer than 10 such clips
+   counts in one pooled group with the other rare labels, not alone: one clip would move it by 10 to 100
+   points (measured on `data/instruments-v3`: 9 of 17 labels had 1–9 clips and the macro's paired standard
+   error was 0.011–0.021, below the one-clip steps of those labels);
 2. **rendered validation**: mAP over all held-out SoundFont clips is not lower by more than 0.01;
 3. **labels without real training data** (no real clip of the label in the train split) do not fall: their
    macro top-1 on the validation solo clips is not lower by more than 0.01, and none of them falls by more
    than 10 points — a model that learns "sounds real ⇒ a label with real data" is refused here;
 4. the held-out **negatives** (speech, noise, tones) stay at least 90 % clean, or no less clean than before;
-5. every bar of the issue on held-out clips that the shipped model meets, the candidate meets too.
+5. every bar of the issue on held-out clips that the shipped model meets, the candidate meets too;
+6. it is better on something the issue asks for: the real held-out macro or the negatives' clean share is higher.
 
-Real-eval plays no part in the choice: it is the measurement, not a target. Exit status 0 when the candidate
-passes, 1 when it does not, 2 on an error.
+Real-eval plays no part in the choice: it is the measurement, not a target. Among candidates that pass, the one with
+the highest real held-out macro is shipped. Exit status 0 when the candidate passes, 1 when it does not, 2 on
+an error.
 """
 
 from __future__ import annotations
@@ -29,9 +35,10 @@ from transformers import HfArgumentParser
 
 from finetune.data.clips import Clips, load_clips
 from finetune.evaluation.evaluate import BARS, hf_scorer, part_mask, score_parts
-from finetune.evaluation.metrics import mean_average_precision, multi_hot, per_label_top1
+from finetune.evaluation.metrics import mean_average_precision, multi_hot, per_label_top1, solo_mask
 from finetune.evaluation.negatives import BAR as NEGATIVES_BAR, summarise
 from instrusense.settings import Settings
+from instrusense.taxonomy import LABELS
 from instrusense.logs import configure_logging
 from instrusense.model import ModelUnavailableError
 
@@ -42,24 +49,57 @@ REAL = "real held-out: macro top-1 over labels"
 UNREAL = "validation, labels without real data: macro top-1"
 NEGATIVES = "negatives: share clean"
 VALIDATION_SLACK, UNREAL_SLACK, UNREAL_LABEL_DROP, MIN_CLEAN = 0.01, 0.01, 0.10, NEGATIVES_BAR
+MIN_LABEL_CLIPS, DRAWS = 10, 1000
+RARE = "rare labels (pooled)"
+
+
+def held_out_hits(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> tuple[np.ndarray, np.ndarray]:
+    """Per single-label real held-out clip: whether its top label is its label, and the group it counts in
+    (its label, or ``RARE`` when the label has fewer than ``MIN_LABEL_CLIPS`` such clips)."""
+    real = splits["real"]
+    outside = ~part_mask(real, HELD_OUT)
+    s, y = [scores["real"][outside]], [multi_hot(real.labels)[outside]]
+    if "real_heldout" in splits:
+        s.append(scores["real_heldout"])
+        y.append(multi_hot(splits["real_heldout"].labels))
+    s, y = np.concatenate(s), np.concatenate(y)
+    solo = solo_mask(y)
+    s, label = s[solo], y[solo].argmax(axis=1)
+    counts = np.bincount(label, minlength=len(LABELS))
+    groups = np.asarray([LABELS[j] if counts[j] >= MIN_LABEL_CLIPS else RARE for j in label], dtype=object)
+    return s.argmax(axis=1) == label, groups
+
+
+def group_macro(hits: np.ndarray, groups: np.ndarray) -> float:
+    """Mean over groups of the share of hits."""
+    return float(np.mean([hits[groups == g].mean() for g in np.unique(groups)])) if len(hits) else float("nan")
+
+
+def paired_standard_error(candidate: np.ndarray, shipped: np.ndarray, groups: np.ndarray,
+                          draws: int = DRAWS, seed: int = 0) -> float:
+    """Bootstrap standard error of ``group_macro(candidate) - group_macro(shipped)``: clips are resampled
+    within their group, the same clips for both models, so what both get right or wrong cancels."""
+    if not len(groups):
+        return 0.0
+    rng = np.random.default_rng(seed)
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    diffs = []
+    for _ in range(draws):
+        idx = [rng.choice(m, len(m)) for m in members]
+        diffs.append(np.mean([candidate[i].mean() - shipped[i].mean() for i in idx]))
+    return float(np.std(diffs))
 
 
 def rule_metrics(scores: dict[str, np.ndarray], splits: dict[str, Clips],
                  real_labels: frozenset[str] = frozenset()) -> dict[str, float]:
     """The numbers the rule compares, from clip scores of the validation, real, real_heldout and negatives
     splits (those present); ``real_labels``: the labels that have real clips in the training split."""
-    val, real = splits["validation"], splits["real"]
-    outside = ~part_mask(real, HELD_OUT)
-    held_scores, held_y = [scores["real"][outside]], [multi_hot(real.labels)[outside]]
-    if "real_heldout" in splits:
-        held_scores.append(scores["real_heldout"])
-        held_y.append(multi_hot(splits["real_heldout"].labels))
-    held = per_label_top1(np.concatenate(held_scores), np.concatenate(held_y))
+    val = splits["validation"]
     val_y = multi_hot(val.labels)
     val_top1 = per_label_top1(scores["validation"], val_y)
     unreal = {label: v for label, v in val_top1.items() if label not in real_labels}
     rows = score_parts(scores, splits)
-    out = {REAL: float(np.mean(list(held.values()))) if held else float("nan"),
+    out = {REAL: group_macro(*held_out_hits(scores, splits)),
            VALIDATION: mean_average_precision(scores["validation"], val_y),
            UNREAL: float(np.mean(list(unreal.values()))) if unreal else float("nan")}
     out.update({f"validation top-1: {label}": v for label, v in sorted(unreal.items())})
@@ -71,9 +111,11 @@ def rule_metrics(scores: dict[str, np.ndarray], splits: dict[str, Clips],
     return out
 
 
-def judge(candidate: dict[str, float], shipped: dict[str, float]) -> list[tuple[str, bool]]:
-    """(check, passed) for every part of the rule."""
-    checks = [(f"{REAL} higher", candidate[REAL] > shipped[REAL]),
+def judge(candidate: dict[str, float], shipped: dict[str, float], real_se: float = 0.0) -> list[tuple[str, bool]]:
+    """(check, passed) for every part of the rule; ``real_se``: the paired standard error of the real held-out
+    macro's difference (``paired_standard_error``)."""
+    checks = [(f"{REAL} not lower by more than one standard error ({real_se:.3f})",
+               candidate[REAL] >= shipped[REAL] - real_se),
               (f"{VALIDATION} not lower by more than {VALIDATION_SLACK:g}",
                candidate[VALIDATION] >= shipped[VALIDATION] - VALIDATION_SLACK)]
     if not np.isnan(shipped.get(UNREAL, np.nan)):
@@ -90,6 +132,8 @@ def judge(candidate: dict[str, float], shipped: dict[str, float]) -> list[tuple[
         key = f"{row}: {metric}"
         if key in shipped and shipped[key] >= minimum:
             checks.append((f"{key} ≥ {minimum:g} (met by the shipped model)", candidate[key] >= minimum))
+    checks.append((f"better on {REAL} or {NEGATIVES}", candidate[REAL] > shipped[REAL]
+                   or candidate.get(NEGATIVES, 0.0) > shipped.get(NEGATIVES, 0.0)))
     return checks
 
 
@@ -129,16 +173,18 @@ def main(argv: list[str] | None = None) -> int:
                   if s in present}
         real_labels = labels_with_real_data(present["train"]) if "train" in present else frozenset()
         log.info("labels with real training data: %s", sorted(real_labels))
-        metrics = {}
+        metrics, hits = {}, {}
         for name in (args.candidate, args.shipped):
             scorer, _ = hf_scorer(name, args.batch_size, device=args.device)
-            metrics[name] = rule_metrics({s: scorer(c) for s, c in splits.items()}, splits, real_labels)
+            scores = {s: scorer(c) for s, c in splits.items()}
+            metrics[name] = rule_metrics(scores, splits, real_labels)
+            hits[name], groups = held_out_hits(scores, splits)
             log.info("scored %s", name)
     except (OSError, ValueError, KeyError, ModelUnavailableError) as err:
         log.error("%s", err)
         return 2
     candidate, shipped = metrics[args.candidate], metrics[args.shipped]
-    checks = judge(candidate, shipped)
+    checks = judge(candidate, shipped, paired_standard_error(hits[args.candidate], hits[args.shipped], groups))
     print(report(candidate, shipped, checks))
     return 0 if all(ok for _, ok in checks) else 1
 
