@@ -22,7 +22,7 @@ DATA_SOURCES = Path(__file__).resolve().parents[1].parent / "shared" / "DATA-SOU
 # validation sources of DATA-SOURCES.md (behind real-eval) and excluded ones: never in the manifest
 FORBIDDEN = ("weresax", "jlearman", "cp80", "peastman/sso", "jrhodes", "discord", "virtual playing orchestra")
 HELDOUT = {"karoryfer.bear-sax", "ganjo", "karoryfer.pastabass", "karoryfer.black-and-green-guitars",
-           "BengtNilsson.HeadroomPiano", "karoryfer.sneakybass", "SamsSonor"}
+           "BengtNilsson.HeadroomPiano", "karoryfer.sneakybass", "SamsSonor", "debian:hydrogen-drumkits-effects"}
 
 
 def test_manifest_is_valid():
@@ -30,10 +30,10 @@ def test_manifest_is_valid():
     assert specs, "empty manifest"
     for s in specs:
         assert s.label in LABEL_INDEX and s.role in ("train", "heldout")
-        assert len(s.commit) == 40 and s.licence and "/" in s.repo
+        assert s.licence and (s.debian_package or (len(s.commit) == 40 and "/" in s.repo)) and s.commit
         text = json.dumps([s.repo, s.sfz, s.include, s.folder]).lower()  # what gets fetched and played
         assert not any(f in text for f in FORBIDDEN), f"{s.name} names a validation or excluded source"
-    assert {s.repo.split("/")[1] for s in specs if s.role == "heldout"} == HELDOUT
+    assert {s.repo.split("/")[-1] for s in specs if s.role == "heldout"} == HELDOUT
     roles = {}
     for s in specs:
         roles.setdefault(s.lineage, set()).add(s.role)
@@ -47,6 +47,11 @@ def test_manifest_rejects_unknown_label(tmp_path):
     bad.write_text(json.dumps({"libraries": [{"name": "x", "repo": "a/b", "commit": "0" * 40, "licence": "CC0",
                                               "label": "kazoo", "role": "train", "lineage": "x", "sfz": ["x.sfz"]}]}))
     with pytest.raises(ValueError, match="kazoo"):
+        load_manifest(bad)
+    bad.write_text(json.dumps({"libraries": [{"name": "x", "repo": "a/b", "commit": "0" * 40, "licence": "CC0",
+                                              "label": "flute", "role": "train", "lineage": "x",
+                                              "folder": {"path": "wavs", "glob": "*.wav"}}]}))
+    with pytest.raises(ValueError, match="note_regex or chord_regex"):
         load_manifest(bad)
 
 
@@ -141,6 +146,31 @@ def test_plain_folder_library_maps_keys_from_file_names(tmp_path, renderer_for):
     assert abs(_f0(audio[1600:14400]) - 440 * 2 ** (3 / 12)) < 5
 
 
+def test_chord_folder_library_plays_one_recorded_strum_per_note_untransposed(tmp_path, renderer_for):
+    folder = tmp_path / "debian+strums" / "kit"
+    folder.mkdir(parents=True)
+    _sine(folder / "Amajor_00.wav", 440.0)
+    _sine(folder / "Asharp minor_DOWN_00.wav", 300.0)
+    _sine(folder / "Bflat major_UP_01.wav", 300.0)  # the same root spelt flat
+    _sine(folder / "Cmajor_00.wav", 523.25)
+    _sine(folder / "drumkit.xml.wav", 100.0)  # no chord root: not mapped
+    spec = LibrarySpec(name="strums", repo="debian:strums", commit="1.0-1", licence="CC-BY 3.0",
+                       label="acoustic_guitar", role="heldout", lineage="strums",
+                       folder={"path": "kit", "glob": "*.wav", "chord_regex": r"^([A-G](?:sharp|flat)?)"})
+    r = renderer_for(spec)
+    (prog,) = r.programs
+    assert not prog.poly, "chords of strums would stack several recorded chords"
+    assert list(r.keys[prog.gm_name]) == [48, 57, 58]
+    for key in (57, 69, 45):  # any A plays the A major strum as recorded, at 440 Hz
+        audio = r.render(Part(prog, [Note(0.0, 1.0, key, 100)]), 1.0)
+        assert abs(_f0(audio[1600:14400]) - 440) < 5, key
+    audio = r.render(Part(prog, [Note(0.0, 1.0, 70, 100)]), 1.0)
+    assert abs(_f0(audio[1600:14400]) - 300) < 5
+    from finetune.data.sfz_render import chord_sfz
+    with pytest.raises(ValueError, match="chord root"):
+        chord_sfz(folder, "*.flac", spec.folder["chord_regex"])
+
+
 def test_sfz_with_undefined_variable_loads_through_the_manifest_header(tmp_path, renderer_for):
     spec = make_library(tmp_path)
     folder = tmp_path / "owner+fixture"
@@ -178,6 +208,48 @@ def test_fetch_extracts_the_pinned_commit_once(tmp_path):
     assert fetch((spec,), out, mirrors) == {"owner/lib": "present"}
     missing = LibrarySpec(**{**spec.__dict__, "repo": "owner/absent"})
     assert fetch((missing,), out, mirrors) == {"owner/absent": "no mirror"}
+
+
+def _deb(root: Path) -> Path:
+    """A tiny Debian package holding a kit folder and a file beside it."""
+    pkg = root / "pkg"
+    (pkg / "DEBIAN").mkdir(parents=True)
+    (pkg / "DEBIAN" / "control").write_text("Package: kits\nVersion: 1.0-1\nArchitecture: all\n"
+                                             "Maintainer: t <t@t>\nDescription: test kits\n")
+    (pkg / "usr" / "share" / "kits" / "strums").mkdir(parents=True)
+    (pkg / "usr" / "share" / "kits" / "strums" / "Amajor_00.flac").write_bytes(b"audio")
+    (pkg / "usr" / "share" / "kits" / "other.txt").write_text("not wanted")
+    subprocess.run(["dpkg-deb", "--build", "--root-owner-group", str(pkg), str(root / "kits_1.0-1_all.deb")],
+                   check=True, capture_output=True)
+    return root / "kits_1.0-1_all.deb"
+
+
+def test_fetch_unpacks_a_debian_package_at_its_version_once(tmp_path, monkeypatch):
+    if subprocess.run(["which", "dpkg-deb"], capture_output=True).returncode:
+        pytest.skip("dpkg-deb is not installed")
+    deb = _deb(tmp_path)
+    downloads = []
+    real_run = subprocess.run
+
+    def run(cmd, *args, **kwargs):
+        if cmd[0] == "apt-get":  # no network in tests: "download" the package built above
+            downloads.append(cmd)
+            (Path(kwargs["cwd"]) / deb.name).write_bytes(deb.read_bytes())
+            return subprocess.CompletedProcess(cmd, 0, b"", b"")
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(libraries.subprocess, "run", run)
+    spec = LibrarySpec(name="strums", repo="debian:kits", commit="1.0-1", licence="CC-BY 3.0",
+                       label="acoustic_guitar", role="heldout", lineage="strums",
+                       folder={"path": "usr/share/kits/strums", "glob": "*.flac", "chord_regex": "^([A-G])"},
+                       include=("usr/share/kits/strums",))
+    assert spec.debian_package == "kits" and spec.checkout == "debian+kits"
+    out = tmp_path / "libs"
+    assert fetch((spec,), out) == {"debian:kits": "extracted"}
+    assert downloads == [["apt-get", "download", "kits=1.0-1"]]
+    assert (out / "debian+kits" / "usr/share/kits/strums/Amajor_00.flac").read_bytes() == b"audio"
+    assert not (out / "debian+kits" / "usr/share/kits/other.txt").exists()
+    assert fetch((spec,), out) == {"debian:kits": "present"} and len(downloads) == 1
 
 
 @pytest.mark.slow

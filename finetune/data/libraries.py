@@ -4,8 +4,10 @@
 
 extracts every library of the manifest from a bare git mirror (``OWNER+NAME/repo`` under
 ``--mirrors``) with ``git archive COMMIT``, or, without ``--mirrors``, from a shallow clone of its
-GitHub repository. A library already extracted at its commit is skipped. A blob missing from a mirror
-(very large files may be absent) is skipped with a warning.
+GitHub repository. A library from a Debian package (``repo`` ``debian:PACKAGE``, ``commit`` the package
+version) is downloaded with ``apt-get download`` and unpacked with ``dpkg-deb``. A library already
+extracted at its commit is skipped. A blob missing from a mirror (very large files may be absent) is
+skipped with a warning.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 MANIFEST = Path(__file__).with_name("libraries.json")
 ROLES = ("train", "heldout")
 STAMP = ".instrusense-commit"  # written after a complete extraction: the commit it holds
+DEBIAN = "debian:"  # a manifest repo "debian:PACKAGE" is a Debian package; its commit is the package version
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class LibrarySpec:
     lineage: str
     description: str = ""
     sfz: tuple[str, ...] = ()
-    folder: dict | None = None  # plain WAV folder: {"path", "glob", "note_regex"}
+    folder: dict | None = None  # plain folder: {"path", "glob", and "note_regex" or "chord_regex"}
     include: tuple[str, ...] = ()  # the only paths extracted; empty: the whole repository
     header: str = ""  # SFZ text put before a .sfz file (e.g. a #define the library leaves undefined)
     replace: dict[str, str] = field(default_factory=dict)  # text replaced in a .sfz file (e.g. .wav -> .ogg)
@@ -56,7 +59,12 @@ class LibrarySpec:
     @property
     def checkout(self) -> str:
         """Folder name of the repository at its commit (entries of one repository share it)."""
-        return self.repo.replace("/", "+")
+        return self.repo.replace("/", "+").replace(":", "+")
+
+    @property
+    def debian_package(self) -> str:
+        """The Debian package the library comes from ("" for a GitHub repository)."""
+        return self.repo.removeprefix(DEBIAN) if self.repo.startswith(DEBIAN) else ""
 
 
 def load_manifest(path: str | Path | None = None) -> tuple[LibrarySpec, ...]:
@@ -74,6 +82,9 @@ def load_manifest(path: str | Path | None = None) -> tuple[LibrarySpec, ...]:
             raise ValueError(f"{where}: role {e.get('role')!r} is not one of {ROLES}")
         if not e.get("sfz") and not e.get("folder"):
             raise ValueError(f"{where}: give the .sfz file(s) or a folder")
+        folder = e.get("folder") or {}
+        if folder and not ({"path", "glob"} <= set(folder) and ({"note_regex", "chord_regex"} & set(folder))):
+            raise ValueError(f"{where}: a folder needs path, glob, and note_regex or chord_regex")
         e["sfz"] = tuple(e.get("sfz", ()))
         e["include"] = tuple(e.get("include", ()))
         e["drum_map"] = {int(k): int(v) for k, v in e.get("drum_map", {}).items()}
@@ -139,6 +150,27 @@ def _clone(repo: str, commit: str, include: tuple[str, ...], dest: Path) -> None
         extract_from_mirror(Path(tmp) / ".git", commit, include, dest)
 
 
+def extract_deb(deb: Path, include: tuple[str, ...], dest: Path) -> None:
+    """Unpack a .deb's files (only the ``include`` paths, relative to its root, if given) into ``dest``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True, capture_output=True)
+        for rel in include or (".",):
+            src = Path(tmp) / rel
+            if not src.exists():
+                raise FileNotFoundError(f"{deb.name} has no {rel}")
+            if src.is_dir():
+                shutil.copytree(src, dest / rel, dirs_exist_ok=True)
+            else:
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest / rel)
+
+
+def _from_debian(package: str, version: str, include: tuple[str, ...], dest: Path) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=tmp, check=True, capture_output=True)
+        extract_deb(next(Path(tmp).glob("*.deb")), include, dest)
+
+
 def fetch(specs: tuple[LibrarySpec, ...], out: Path, mirrors: Path | None = None) -> dict[str, str]:
     """Extract every repository of ``specs`` at its commit into ``out/OWNER+NAME``; returns {repo: status}."""
     by_repo: dict[str, list[LibrarySpec]] = {}
@@ -160,7 +192,10 @@ def fetch(specs: tuple[LibrarySpec, ...], out: Path, mirrors: Path | None = None
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
         try:
-            if mirrors is not None:
+            if group[0].debian_package:
+                _from_debian(group[0].debian_package, commit, include, dest)
+                missing = 0
+            elif mirrors is not None:
                 git_dir = Path(mirrors) / group[0].checkout / "repo"
                 if not git_dir.is_dir():
                     log.warning("%s: no mirror at %s, skipped", repo, git_dir)
@@ -170,8 +205,9 @@ def fetch(specs: tuple[LibrarySpec, ...], out: Path, mirrors: Path | None = None
             else:
                 _clone(repo, commit, include, dest)
                 missing = 0
-        except subprocess.CalledProcessError as e:
-            log.warning("%s: could not extract %s (%s), skipped", repo, commit[:12], (e.stderr or b"")[-300:])
+        except (subprocess.CalledProcessError, FileNotFoundError, StopIteration) as e:
+            log.warning("%s: could not extract %s (%s), skipped", repo, commit[:12],
+                        (getattr(e, "stderr", None) or str(e))[-300:])
             status[repo] = "failed"
             continue
         stamp.write_text(commit + "\n")

@@ -5,7 +5,8 @@
 ``finetune.data.music`` makes. Each ``.sfz`` file of a library is one :class:`Program` of its label,
 its key range the GM playing range clamped to the keys the file maps; a note outside the mapped keys
 is moved by octaves into them. Plain WAV folders get a generated SFZ (one region per file, the key
-read from the file name).
+read from the file name); a folder of chord recordings (guitar strums) gets one key per chord root,
+played without transposing, so each note of a plan sounds one strum and chords are not stacked.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ BLOCK = 160  # 10 ms at 16 kHz; events land inside a block by their sample delay
 GENERATED = ".instrusense"  # folder (inside a library checkout) of SFZ files written here
 NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 MAX_TAIL_BLOCKS = 1000  # after a clip: blocks rendered at most while released voices die out
+STRUM_KEYS = 48  # a chord folder's roots sit on C3–B3
+ACCIDENTALS = {"#": 1, "sharp": 1, "b": -1, "flat": -1, "": 0}
 
 
 def note_number(name: str) -> int:
@@ -55,6 +58,27 @@ def folder_sfz(folder: Path, glob: str, note_regex: str) -> str:
         hi = keys[-1] + 6 if i == len(keys) - 1 else (k + keys[i + 1]) // 2
         lines.append(f"<region> lokey={max(0, lo)} hikey={min(127, hi)} pitch_keycenter={k} "
                      f"sample={by_key[k].resolve()}")
+    return "\n".join(lines) + "\n"
+
+
+def chord_sfz(folder: Path, glob: str, chord_regex: str) -> str:
+    """SFZ text for a folder of chord recordings whose names start with the chord's root (``Asharp minor``,
+    ``Bflat major``, ``C#m``): one key per root on C3–B3, the recordings of a root picked at random, never
+    transposed (``pitch_keytrack=0``): a recorded strum is played as recorded."""
+    by_root: dict[int, list[Path]] = {}
+    for f in sorted(folder.glob(glob)):
+        m = re.search(chord_regex, f.name)
+        if m:
+            letter, accidental = m.group(1)[0].upper(), m.group(1)[1:].lower()
+            if accidental in ACCIDENTALS:
+                by_root.setdefault((NOTE_NAMES[letter] + ACCIDENTALS[accidental]) % 12, []).append(f)
+    if not by_root:
+        raise ValueError(f"no file in {folder} matches {glob!r} with a chord root ({chord_regex!r})")
+    lines = []
+    for root, files in sorted(by_root.items()):
+        for i, f in enumerate(files):
+            lines.append(f"<region> key={STRUM_KEYS + root} pitch_keytrack=0 lorand={i / len(files):.6f} "
+                         f"hirand={(i + 1) / len(files):.6f} sample={f.resolve()}")
     return "\n".join(lines) + "\n"
 
 
@@ -92,7 +116,9 @@ def sfz_files(spec: LibrarySpec, root: Path) -> list[Path]:
     if spec.folder:
         out_dir.mkdir(exist_ok=True)
         path = out_dir / f"{spec.name}.sfz"
-        path.write_text(folder_sfz(root / spec.folder["path"], spec.folder["glob"], spec.folder["note_regex"]))
+        folder, glob = root / spec.folder["path"], spec.folder["glob"]
+        path.write_text(chord_sfz(folder, glob, spec.folder["chord_regex"]) if is_chord_folder(spec)
+                        else folder_sfz(folder, glob, spec.folder["note_regex"]))
         return [path]
     files = []
     for rel in spec.sfz:
@@ -106,6 +132,10 @@ def sfz_files(spec: LibrarySpec, root: Path) -> list[Path]:
             path = resolved
         files.append(path)
     return files
+
+
+def is_chord_folder(spec: LibrarySpec) -> bool:
+    return bool(spec.folder and "chord_regex" in spec.folder)
 
 
 def _label_row(label: str) -> Program:
@@ -149,7 +179,7 @@ class SfzRenderer:
                 lo, hi = int(keys.min()), int(keys.max())
             stem = Path(spec.sfz[i]).stem if spec.sfz else spec.name
             prog = Program(DRUM_BANK if drums else 0, i, f"{spec.name}/{stem}", spec.label, lo, hi,
-                           row.poly, row.sustain)
+                           row.poly and not is_chord_folder(spec), row.sustain)
             self.synths[prog.gm_name] = synth
             self.keys[prog.gm_name] = keys
             self.programs.append(prog)
