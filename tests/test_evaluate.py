@@ -142,3 +142,26 @@ def test_carry_over_keeps_rows_of_the_splits_a_newer_build_shares(eval_dataset, 
                           "--out", str(out), "--carry_over"]) == 0
     carried = json.loads((out / "results.json").read_text())["models"]["mfcc"]
     assert carried["rows"] == first["models"]["mfcc"]["rows"] and carried["carried_over_from"] == first["date"]
+
+
+def test_carry_over_survives_a_second_build_that_changes_a_split_the_carried_model_never_scored(
+        eval_dataset, mfcc_dir, tmp_path):
+    import datasets
+
+    out = tmp_path / "results"
+    base = ["--whisper", "", "--ast", "", "--out", str(out)]
+    assert evaluate_main(["--dataset", eval_dataset, "--mfcc", mfcc_dir] + base) == 0
+    first = json.loads((out / "results.json").read_text())
+    for n, name in ((2, "b1"), (3, "b2")):  # two builds in turn, each with another real_heldout
+        build = datasets.load_from_disk(eval_dataset)
+        build["real_heldout"] = build["validation"].select(range(n))
+        build.save_to_disk(str(tmp_path / name))
+        assert evaluate_main(["--dataset", str(tmp_path / name), "--mfcc", "", "--carry_over"] + base) == 0
+        result = json.loads((out / "results.json").read_text())
+        assert result["models"]["mfcc"]["rows"] == first["models"]["mfcc"]["rows"], name
+        assert result["models"]["mfcc"]["carried_over_from"] == first["date"]
+    changed = datasets.load_from_disk(eval_dataset)
+    changed["validation"] = changed["validation"].select(range(len(changed["validation"]) - 1))  # one it scored
+    changed.save_to_disk(str(tmp_path / "b3"))
+    assert evaluate_main(["--dataset", str(tmp_path / "b3"), "--mfcc", "", "--carry_over"] + base) == 0
+    assert "mfcc" not in json.loads((out / "results.json").read_text())["models"]

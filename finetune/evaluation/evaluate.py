@@ -158,17 +158,28 @@ def clips_fingerprint(splits: dict[str, Clips]) -> str:
     return h.hexdigest()
 
 
+def split_fingerprints(splits: dict[str, Clips]) -> dict[str, str]:
+    """:func:`clips_fingerprint` of each split alone: rows carry over split by split, through any number of
+    builds that change other splits."""
+    return {name: clips_fingerprint({name: clips}) for name, clips in splits.items()}
+
+
 def carried_rows(previous: dict, key: str, splits: dict[str, Clips], row_clips: dict[str, int],
                  args: dict) -> dict | None:
     """`key`'s entry from an earlier results.json, if that run scored the same clips: its rows, on the
-    splits it scored (a dataset with a newer split still carries the rows of the splits it shares).
+    splits it scored (a dataset with a newer or changed split still carries the rows of the splits it shares).
 
-    Files written before fingerprints existed are matched on dataset, subset and clip count per row.
+    Files with one fingerprint of all their splits are matched on the splits that model scored; files
+    written before fingerprints existed, on dataset, subset and clip count per row.
     """
     info = previous.get("models", {}).get(key)
     if info is None:
         return None
-    if "clips_sha1" in previous:
+    if "clips_sha1_by_split" in previous:
+        scored = {split for name, split, _ in PARTS if name in info["rows"]}
+        now = split_fingerprints({s: splits[s] for s in scored & splits.keys()})
+        same = scored <= splits.keys() and all(previous["clips_sha1_by_split"].get(s) == now[s] for s in scored)
+    elif "clips_sha1" in previous:
         scored = {split for name, split, _ in PARTS if name in info["rows"]}
         same = scored <= splits.keys() and previous["clips_sha1"] == clips_fingerprint({s: splits[s] for s in scored})
     else:
@@ -204,6 +215,7 @@ def evaluate(a: EvalArguments, command: str = "") -> dict:
     log.info("data: %s (%.0f s)", {k: len(v) for k, v in splits.items()}, time.time() - started)
     results = {"command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
                "args": asdict(a), "machine": machine(), "clips_sha1": clips_fingerprint(splits),
+               "clips_sha1_by_split": split_fingerprints(splits),
                "models": {}, "skipped": {}}
     previous_file = Path(a.out) / "results.json"
     previous = json.loads(previous_file.read_text()) if a.carry_over and previous_file.is_file() else {}
