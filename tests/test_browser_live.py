@@ -126,7 +126,11 @@ def test_live_mode_rolls_while_recording_and_ends_with_the_upload_analysis(live_
     assert {**take_record, "file": ""} == {**upload_record, "file": ""}
     # and close to the source file (the browser's capture is not bit-exact: resampled, offset)
     source = make_analyze(load_settings({}), uploads=fake_microphone.parent)[0](str(fake_microphone))[5]
-    assert take_record["labels"][0]["label"] == source["labels"][0]["label"] == "acoustic_guitar"
+    def heard(record: dict) -> set[str]:  # not the order: two labels near 0.98 may swap places
+        return {x["label"] for x in record["labels"] if x["confidence"] >= load_settings({}).threshold}
+
+    # the take is a second longer (the fake microphone loops the medley): it may hear a little more
+    assert "acoustic_guitar" in heard(source) and heard(source) <= heard(take_record)
     assert any(s["label"] == "acoustic_guitar" and abs(s["start"] - g["start"]) <= 1.5
                for s in take_record["segments"] for g in source["segments"] if g["label"] == "acoustic_guitar")
     page.close()
