@@ -1,6 +1,6 @@
 """May a candidate replace the shipped model? The README's selection rule, as a command.
 
-    python -m finetune.evaluation.selection --candidate DIR [--dataset data/instruments-v3] [--shipped models/instrusense]
+    python -m finetune.evaluation.selection --candidate DIR [--dataset data/instruments-v4] [--shipped models/instrusense]
 
 Real first, rendered second, and no label left behind (issue 27). All parts must hold:
 
@@ -158,7 +158,7 @@ def labels_with_real_data(train: datasets.Dataset) -> frozenset[str]:
 class SelectionArguments:
     candidate: str = field(metadata={"help": "model directory saved by finetune.train or finetune.average"})
     shipped: str = field(default="models/instrusense", metadata={"help": "the model it would replace"})
-    dataset: str = field(default="data/instruments-v3", metadata={
+    dataset: str = field(default="data/instruments-v4", metadata={
         "help": "has the validation and real splits (and real_heldout, negatives where built)"})
     batch_size: int = field(default=32)
     device: str = field(default="auto")
