@@ -28,14 +28,9 @@ class TrainBatches:
     seed: int = 0
     augment: bool = True
     short_fraction: float = 0.0
-    short_lengths: str = "uniform"  # or "log": log-uniform over 0.1 s to the window, more of the shortest
     mix_fraction: float = 0.0
     pitch_shift: float = 0.0
     pitch_shift_drums: bool = True
-
-    def __post_init__(self) -> None:
-        if self.short_lengths not in ("uniform", "log"):
-            raise ValueError(f"short_lengths must be uniform or log, got {self.short_lengths!r}")
 
     def batch(self, step: int) -> tuple[dict, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -46,10 +41,7 @@ class TrainBatches:
             wave, start, span = self._source_window(int(i), rng)
             length = self.window
             if rng.random() < self.short_fraction:  # a short recording, padded at the end like the app does
-                if self.short_lengths == "log":
-                    length = min(self.window - 1, int(np.exp(rng.uniform(np.log(SAMPLE_RATE // 10), np.log(self.window)))))
-                else:
-                    length = int(rng.integers(SAMPLE_RATE // 10, self.window))
+                length = int(rng.integers(SAMPLE_RATE // 10, self.window))
             labels = set(self.clips.labels_in(int(i), start, round(length * span / self.window)))
             if self.mix_fraction and rng.random() < self.mix_fraction:
                 wave, extra = self._mix_in(wave, length, rng)

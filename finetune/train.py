@@ -65,8 +65,6 @@ class DataArguments:
     augment: bool = field(default=True, metadata={"help": "random recording effects on every training example"})
     short_fraction: float = field(default=0.25, metadata={
         "help": "share of examples cut to 0.1–3 s and zero-padded, as the app pads short recordings"})
-    short_lengths: str = field(default="uniform", metadata={
-        "help": "how the cut lengths are drawn: uniform, or log (log-uniform: more of the shortest)"})
     mix_fraction: float = field(default=0.0, metadata={
         "help": "share of examples that get 1-2 crops of other training clips mixed in (labels: the union)"})
     pitch_shift: float = field(default=0.0, metadata={
@@ -148,8 +146,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     log.info("data: %d training clips, eval %s (%.0f s)", len(clips), {k: len(v) for k, v in evals.items()},
              time.time() - started)
     batches = TrainBatches(clips, extractor, round(m.window_seconds * SAMPLE_RATE), t.batch_size, seed=t.seed,
-                           augment=d.augment, short_fraction=d.short_fraction, short_lengths=d.short_lengths,
-                           mix_fraction=d.mix_fraction,
+                           augment=d.augment, short_fraction=d.short_fraction, mix_fraction=d.mix_fraction,
                            pitch_shift=d.pitch_shift, pitch_shift_drums=d.pitch_shift_drums)
     optimizer = torch.optim.AdamW(param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay))
     schedule = get_cosine_schedule_with_warmup(optimizer, max(1, int(t.warmup_fraction * t.max_steps)), t.max_steps)

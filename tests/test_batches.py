@@ -105,11 +105,3 @@ def test_short_examples_go_down_to_a_tenth_of_a_second():
     waves, _ = _raw_batch(_tone_clips(), short_fraction=1.0)
     sounding = (np.abs(waves) > 0).sum(1) / 16000
     assert sounding.min() < 0.5 and sounding.min() >= 0.1 - 1e-3 and sounding.max() < 3.0
-
-
-def test_log_uniform_short_lengths_give_more_of_the_shortest():
-    uniform, _ = _raw_batch(_tone_clips(), short_fraction=1.0)
-    log, _ = _raw_batch(_tone_clips(), short_fraction=1.0, short_lengths="log")
-    u, g = ((np.abs(w) > 0).sum(1) / 16000 for w in (uniform, log))
-    assert g.min() >= 0.1 - 1e-3 and g.max() < 3.0
-    assert (g <= 0.5).sum() > (u <= 0.5).sum() and np.median(g) < np.median(u)
