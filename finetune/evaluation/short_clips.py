@@ -40,22 +40,16 @@ def loudest(wave: np.ndarray, seconds: float, sample_rate: int = SAMPLE_RATE) ->
     return wave[start:start + n]
 
 
-def solo(clips: Clips) -> tuple[Clips, np.ndarray]:
-    """The single-label clips and the index of each one's label."""
-    y = multi_hot(clips.labels)
-    keep = np.flatnonzero(solo_mask(y))
-    pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
-    return (replace(clips, waves=pick(clips.waves), labels=pick(clips.labels), activity=pick(clips.activity),
-                    sources=pick(clips.sources), kinds=pick(clips.kinds)), y[keep].argmax(axis=1))
-
-
 def short_clip_rows(scorer, clips: Clips, seconds: tuple[float, ...], threshold: float) -> dict[str, dict]:
-    """length -> {clips, top1, heard}: ``heard`` is the share whose right label reaches ``threshold``."""
-    clips, label = solo(clips)
+    """length -> {clips, top1, heard} over the single-label clips: ``heard`` is the share whose right label
+    reaches ``threshold``."""
+    y = multi_hot(clips.labels)
+    solo = solo_mask(y)
+    label = y[solo].argmax(axis=1)
     rows = {}
     for sec in (*seconds, None):
         cut = clips if sec is None else replace(clips, waves=[loudest(w, sec) for w in clips.waves])
-        scores = scorer(cut)
+        scores = scorer(cut)[solo]
         rows["whole" if sec is None else f"{sec:g} s"] = {
             "clips": len(label), "top1": float(np.mean(scores.argmax(axis=1) == label)),
             "heard": float(np.mean(scores[np.arange(len(label)), label] >= threshold))}
