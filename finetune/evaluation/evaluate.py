@@ -175,12 +175,11 @@ def carried_rows(previous: dict, key: str, splits: dict[str, Clips], row_clips: 
     info = previous.get("models", {}).get(key)
     if info is None:
         return None
+    scored = {split for name, split, _ in PARTS if name in info["rows"]}
     if "clips_sha1_by_split" in previous:
-        scored = {split for name, split, _ in PARTS if name in info["rows"]}
         now = split_fingerprints({s: splits[s] for s in scored & splits.keys()})
         same = scored <= splits.keys() and all(previous["clips_sha1_by_split"].get(s) == now[s] for s in scored)
     elif "clips_sha1" in previous:
-        scored = {split for name, split, _ in PARTS if name in info["rows"]}
         same = scored <= splits.keys() and previous["clips_sha1"] == clips_fingerprint({s: splits[s] for s in scored})
     else:
         was = previous.get("args", {})
