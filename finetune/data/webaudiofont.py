@@ -21,7 +21,6 @@ import io
 import json
 import logging
 import re
-import shutil
 import subprocess
 import sys
 import time

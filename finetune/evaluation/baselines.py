@@ -30,9 +30,8 @@ import torch
 from transformers import HfArgumentParser
 
 from finetune.augment import augment
-from finetune.data.clips import Clips, load_clips
+from finetune.data.clips import Clips, crop, load_clips
 from finetune.data.schema import SAMPLE_RATE
-from finetune.data.clips import crop
 from finetune.train import DataArguments, ModelArguments, TrainArguments, train
 from instrusense.logs import configure_logging
 from instrusense.taxonomy import LABEL_INDEX, LABELS

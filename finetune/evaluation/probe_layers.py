@@ -21,11 +21,10 @@ from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from finetune.augment import augment
-from finetune.data.clips import Clips, load_clips
+from finetune.data.clips import Clips, crop, load_clips
 from finetune.evaluation.metrics import family_accuracy, multi_hot, solo_mask, topk_accuracy
 from finetune.modeling import build_classifier
 from finetune.data.schema import SAMPLE_RATE
-from finetune.data.clips import crop
 from instrusense.logs import configure_logging
 from instrusense.taxonomy import LABEL_INDEX
 
