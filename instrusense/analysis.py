@@ -13,7 +13,7 @@ from instrusense.model import StopSignal, Tagger, check_stop
 from instrusense.scores import Segment, clip_confidence, extract_segments
 from instrusense.settings import Settings
 from instrusense.taxonomy import FAMILY_OF, LABELS
-from instrusense.windows import frame, window_cells
+from instrusense.windows import frame, looped, window_cells
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,21 @@ def _fmt_minutes(seconds: float) -> str:
     return f"{m}:{s:02d}"
 
 
+def predict_windows(tagger: Tagger, windows: np.ndarray, filled: np.ndarray, batch_size: int,
+                    should_stop: StopSignal | None = None) -> np.ndarray:
+    """Window scores, where a window that only the first `filled` samples fill (a recording shorter than
+    one window) is heard twice and the two scores are averaged: zero-padded, as the model was trained on
+    short recordings, and looped to fill the window. Padded, a 0.1–0.5 s recording is mostly silence and
+    sustained instruments are missed; looped, a decaying note turns into repeated ones and piano and banjo
+    are missed; the mean names more of both (finetune/EXPERIMENTS.md, "a looped view")."""
+    short = np.flatnonzero((filled > 0) & (filled < windows.shape[1]))
+    probs = tagger.predict(np.concatenate([windows, looped(windows[short], filled[short])]), batch_size,
+                           should_stop)
+    out = probs[:len(windows)].copy()
+    out[short] = (out[short] + probs[len(windows):]) / 2
+    return out
+
+
 def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings,
                       should_stop: StopSignal | None = None) -> Analysis:
     """Run the model over windows of a decoded recording and summarise what plays when.
@@ -97,7 +112,8 @@ def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings,
     if loud.any():
         peak = float(np.abs(rec.samples).max())
         gain = np.float32(0.9 / peak) if peak > 0 else np.float32(1.0)
-        probs[loud] = tagger.predict(windows[loud] * gain, settings.batch_size, should_stop)
+        filled = np.full(len(windows), min(window, len(rec.samples)))  # < window: a short recording
+        probs[loud] = predict_windows(tagger, windows[loud] * gain, filled[loud], settings.batch_size, should_stop)
     else:
         notices.append(SILENT_MESSAGE)
 

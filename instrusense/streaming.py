@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from instrusense.analysis import Analysis, analyze_recording
+from instrusense.analysis import Analysis, analyze_recording, predict_windows
 from instrusense.audio import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Recording, RecordingBuilder, long_enough,
                                resample, rms_dbfs, to_mono)
 from instrusense.model import Tagger
@@ -219,9 +219,10 @@ class StreamAnalyser:
         """Close the live segments still open (end of stream)."""
         return self._runs.close_all()
 
-    def _window(self, end_s: float, buffer: np.ndarray, buffer_start: int) -> np.ndarray:
-        """The model-rate window ending at `end_s` (zero-padded at the end while the stream is younger
-        than one window, as `windows.frame` pads a short recording)."""
+    def _window(self, end_s: float, buffer: np.ndarray, buffer_start: int) -> tuple[np.ndarray, int]:
+        """The model-rate window ending at `end_s` and how many of its samples hold audio (it is
+        zero-padded at the end while the stream is younger than one window, as `windows.frame` pads a
+        short recording)."""
         model_rate = self.tagger.sampling_rate
         start_s = max(0.0, end_s - self.window_s)
         lo = max(0, round((start_s - _CONTEXT_S) * self.rate)) - buffer_start
@@ -231,19 +232,20 @@ class StreamAnalyser:
         window = np.zeros(width, np.float32)
         got = audio[-have:] if have else audio[:0]
         window[:len(got)] = got
-        return window
+        return window, len(got)
 
     def _score(self, due: list[float], buffer: np.ndarray, buffer_start: int) -> list[Hop]:
         if not due:
             return []
         over = max(self._peak, 1.0)  # `clean` scales over-range float audio back by its peak
-        windows = np.stack([self._window(t, buffer, buffer_start) for t in due])
+        windows, filled = zip(*(self._window(t, buffer, buffer_start) for t in due))
+        windows, filled = np.stack(windows), np.array(filled)
         loud = np.array([rms_dbfs(w / over) >= self.settings.silence_dbfs for w in windows])
         probs = np.zeros((len(due), len(LABELS)), np.float32)
         if loud.any():
             gain = np.float32(0.9 / self._peak)
             with torch_threads(self.settings.stream_threads):
-                probs[loud] = self.tagger.predict(windows[loud] * gain, self.settings.batch_size)
+                probs[loud] = predict_windows(self.tagger, windows[loud] * gain, filled[loud], self.settings.batch_size)
         hops = []
         for t, p in zip(due, probs):
             closed: list[Segment] = []

@@ -30,6 +30,16 @@ def frame(samples: np.ndarray, window: int, hop: int) -> np.ndarray:
     return padded[idx]
 
 
+def looped(windows: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """Each window's first `filled` samples repeated end to end to its full width (a window with nothing
+    in it is returned as it is): how a recording shorter than one window sounds played as a loop."""
+    out = windows.copy()
+    for k, n in enumerate(filled):
+        if n > 0:
+            out[k] = np.resize(windows[k, :n], windows.shape[1])
+    return out
+
+
 def window_cells(n_windows: int, window_s: float, hop_s: float, duration: float) -> tuple[np.ndarray, np.ndarray]:
     """Timeline interval (start, end in seconds) each window stands for.
 

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 
 from conftest import tone
+from instrusense.analysis import analyze_recording
+from instrusense.audio import Recording
 from instrusense.settings import load_settings
-from instrusense.taxonomy import LABELS
+from instrusense.streaming import StreamAnalyser
+from instrusense.taxonomy import LABEL_INDEX, LABELS
+from instrusense.windows import looped
 from test_cli import run_cli
 
 
@@ -73,3 +77,44 @@ def test_nothing_over_the_threshold_says_no_instrument_in_the_app(app_handler, w
     ranking, _, table, csv_file, _, record, notes = app_handler(threshold=0.99)(write_audio("quiet.wav", data=data))
     assert record["error"] is None and record["segments"] == [] and table == [] and csv_file is None
     assert "No instrument detected" in notes
+
+
+def test_the_looped_view_repeats_what_fills_each_window():
+    windows = np.array([[1, 2, 0, 0, 0], [3, 4, 5, 0, 0], [0, 0, 0, 0, 0]], np.float32)
+    out = looped(windows, np.array([2, 3, 0]))
+    assert out.tolist() == [[1, 2, 1, 2, 1], [3, 4, 5, 3, 4], [0, 0, 0, 0, 0]]
+    assert windows[0].tolist() == [1, 2, 0, 0, 0]  # the padded view is left as it was
+
+
+class FillTagger:
+    """Scores piano by how much of the window holds sound, so a padded and a looped view score apart."""
+
+    sampling_rate, native_window_seconds = 1000, 3.0
+
+    def __init__(self):
+        self.seen: list[np.ndarray] = []
+
+    def predict(self, windows, batch_size, should_stop=None):
+        self.seen += list(windows)
+        out = np.zeros((len(windows), len(LABELS)), np.float32)
+        out[:, LABEL_INDEX["piano"]] = (windows != 0).mean(axis=1)
+        return out
+
+
+@pytest.mark.parametrize("seconds,views", [(0.5, 2), (2.9, 2), (3.0, 1), (4.0, 1)])
+def test_a_recording_shorter_than_a_window_is_heard_padded_and_looped(seconds, views):
+    tagger = FillTagger()
+    samples = np.full(int(seconds * 1000), 0.5, np.float32)
+    result = analyze_recording(Recording(samples, 1000, seconds), tagger, load_settings({}))
+    piano = result.timeline.probs[:, LABEL_INDEX["piano"]]
+    if views == 2:  # one window, seen zero-padded (part filled) and looped (all filled); the mean is kept
+        assert len(tagger.seen) == 2 and piano[0] == pytest.approx((seconds / 3.0 + 1.0) / 2)
+    else:  # long enough: every window once, padded at the tail as before
+        assert len(tagger.seen) == len(piano)
+        assert piano[-1] == pytest.approx(min(1.0, (seconds - 1.5 * (len(piano) - 1)) / 3.0))
+
+
+def test_a_live_stream_younger_than_a_window_is_heard_like_a_short_file():
+    analyser = StreamAnalyser(FillTagger(), load_settings({}, live_hop_seconds=1.5), 16000)
+    (hop,) = analyser.feed(tone(1.5, 16000))  # half a window of sound: padded 0.5 filled, looped all
+    assert hop.probs[LABEL_INDEX["piano"]] == pytest.approx(0.75, abs=0.01)
