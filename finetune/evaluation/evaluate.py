@@ -317,8 +317,9 @@ def render_markdown(results: dict) -> str:
         f"torch {m['torch']}, Python {m['python']}.",
         "Validation = a SoundFont never used in training (held-out source); real = real recordings "
         "(shared/real-eval + Debian samples), never used in training. Clip scores: the library's analysis "
-        "(`python -m instrusense analyze`: windows, silent ones skipped, top windows pooled). Top-1/top-3/family in %: on mixtures a hit is a top prediction naming "
-        "(the family of) one instrument present. mAP: macro over the labels present in the row. "
+        "(`python -m instrusense analyze`: windows, a recording shorter than one window heard padded and looped, "
+        "silent ones skipped, top windows pooled). Top-1/top-3/family in %: on mixtures a hit is a top prediction "
+        "naming (the family of) one instrument present. mAP: macro over the labels present in the row. "
         "Macro F1 at threshold 0.5.",
         _table(["model", "split", "clips", "top-1", "top-3", "family", "mAP", "macro F1"], rows) if rows
         else "_No model was available to evaluate._",
