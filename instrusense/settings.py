@@ -39,7 +39,7 @@ class Settings:
     """Longer recordings are analysed up to this point, with a notice saying so (bounds memory and time)."""
     min_duration_seconds: float = 0.1
     """Shorter recordings are refused: too little sound to name an instrument. Longer ones down to this (a drum
-    one-shot, a staccato note) fill one window, padded with silence."""
+    one-shot, a staccato note) fill one window, heard padded with silence and looped (`analysis.predict_windows`)."""
     silence_dbfs: float = -60.0
     """Windows (and whole recordings) quieter than this RMS level count as silence."""
     threshold: float = 0.5

@@ -62,7 +62,7 @@ class Hop:
     time: float
     """End of the audio covered, seconds since the stream began."""
     start: float
-    """Start of the window scored (windows shorter than the model's are zero-padded, as in batch)."""
+    """Start of the window scored (windows shorter than the model's are heard padded and looped, as in batch)."""
     probs: np.ndarray
     """(len(LABELS),) confidences; zeros for a silent window."""
     closed: list[Segment]
