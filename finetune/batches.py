@@ -31,24 +31,6 @@ class TrainBatches:
     mix_fraction: float = 0.0
     pitch_shift: float = 0.0
     pitch_shift_drums: bool = True
-    cross_origin_mix: float = 0.0
-
-    def __post_init__(self) -> None:
-        # Single-label clips by (label, origin): the partners a cross-origin mix draws from.
-        self._by_label_origin: dict[tuple[str, str], np.ndarray] = {}
-        if self.cross_origin_mix and self.clips.origins:
-            groups: dict[tuple[str, str], list[int]] = {}
-            for k, (labels, origin) in enumerate(zip(self.clips.labels, self.clips.origins)):
-                if len(labels) == 1:
-                    groups.setdefault((labels[0], origin), []).append(k)
-            self._by_label_origin = {key: np.array(v) for key, v in groups.items()}
-
-    def _other_origin(self, i: int) -> np.ndarray | None:
-        """Single-label clips of clip i's one label from the other origin (real/rendered), if any."""
-        if len(self.clips.labels[i]) != 1 or not self._by_label_origin:
-            return None
-        other = "rendered" if self.clips.origins[i] == "real" else "real"
-        return self._by_label_origin.get((self.clips.labels[i][0], other))
 
     def batch(self, step: int) -> tuple[dict, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -61,11 +43,8 @@ class TrainBatches:
             if rng.random() < self.short_fraction:  # a short recording, padded at the end like the app does
                 length = int(rng.integers(SAMPLE_RATE // 10, self.window))
             labels = set(self.clips.labels_in(int(i), start, round(length * span / self.window)))
-            u = rng.random() if self.mix_fraction else 1.0
-            if u < self.mix_fraction:
-                # the first partner is the same label from the other origin (no extra draw: u decides)
-                pool = self._other_origin(int(i)) if u < self.mix_fraction * self.cross_origin_mix else None
-                wave, extra = self._mix_in(wave, length, rng, pool)
+            if self.mix_fraction and rng.random() < self.mix_fraction:
+                wave, extra = self._mix_in(wave, length, rng)
                 labels |= extra
             if length < self.window:
                 wave = np.concatenate([wave[:length], np.zeros(self.window - length, np.float32)])
@@ -95,8 +74,7 @@ class TrainBatches:
         out[:min(self.window, len(played))] = played[:self.window]
         return out, start, span
 
-    def _mix_in(self, wave: np.ndarray, length: int, rng: np.random.Generator,
-                first_from: np.ndarray | None = None) -> tuple[np.ndarray, set[str]]:
+    def _mix_in(self, wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, set[str]]:
         """Add 1-2 crops of other random clips, as `finetune.data.render.assemble` mixes parts.
 
         The rendered mixtures come from one library at a time; summing crops of any two training clips
@@ -104,10 +82,8 @@ class TrainBatches:
         RMS-normalised and set 0-10 dB down, and the sum keeps the first crop's peak level.
         """
         parts, labels = [wave], set()
-        for n in range(int(rng.integers(1, 3))):
+        for _ in range(int(rng.integers(1, 3))):
             j = int(rng.integers(len(self.clips)))
-            if n == 0 and first_from is not None and len(first_from):
-                j = int(first_from[j % len(first_from)])
             other, start = crop(self.clips.waves[j], self.window, rng)
             parts.append(other)
             labels.update(self.clips.labels_in(j, start, length))

@@ -71,9 +71,6 @@ class DataArguments:
         "help": "play every training clip up to this many semitones faster or slower (varispeed; 0: off)"})
     pitch_shift_drums: bool = field(default=True, metadata={
         "help": "with --pitch_shift: shift clips with drums too (false: pitched clips only)"})
-    cross_origin_mix: float = field(default=0.0, metadata={
-        "help": "share of mixed examples whose first partner is a clip of the same single label from the other "
-                "origin (real with rendered), so origin carries no information about the label"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N clips per split"})
 
 
@@ -150,8 +147,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
              time.time() - started)
     batches = TrainBatches(clips, extractor, round(m.window_seconds * SAMPLE_RATE), t.batch_size, seed=t.seed,
                            augment=d.augment, short_fraction=d.short_fraction, mix_fraction=d.mix_fraction,
-                           pitch_shift=d.pitch_shift, pitch_shift_drums=d.pitch_shift_drums,
-                           cross_origin_mix=d.cross_origin_mix)
+                           pitch_shift=d.pitch_shift, pitch_shift_drums=d.pitch_shift_drums)
     optimizer = torch.optim.AdamW(param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay))
     schedule = get_cosine_schedule_with_warmup(optimizer, max(1, int(t.warmup_fraction * t.max_steps)), t.max_steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()

@@ -105,19 +105,3 @@ def test_short_examples_go_down_to_a_tenth_of_a_second():
     waves, _ = _raw_batch(_tone_clips(), short_fraction=1.0)
     sounding = (np.abs(waves) > 0).sum(1) / 16000
     assert sounding.min() < 0.5 and sounding.min() >= 0.1 - 1e-3 and sounding.max() < 3.0
-
-
-def test_a_cross_origin_mix_pairs_a_label_with_its_other_origin():
-    from dataclasses import replace
-
-    clips = _tone_clips()
-    # each label twice: the real recording and a rendered one an octave up
-    clips = replace(clips, waves=clips.waves + [tone(4.0, 16000, freq=2 * f)[:, 0] for f in (880.0, 110.0, 440.0, 55.0)],
-                    labels=clips.labels * 2, activity=clips.activity * 2, sources=clips.sources * 2,
-                    kinds=clips.kinds * 2, origins=["real"] * 4 + ["rendered"] * 4)
-    assert np.array_equal(_raw_batch(clips, mix_fraction=0.5)[0], _raw_batch(clips, mix_fraction=0.5,
-                                                                            cross_origin_mix=0.0)[0])
-    _, plain = _raw_batch(clips, mix_fraction=1.0)
-    _, cross = _raw_batch(clips, mix_fraction=1.0, cross_origin_mix=1.0)
-    # the first partner always shares the label, so fewer examples gain a second label than with any partner
-    assert (cross.sum(1) <= plain.sum(1)).all() and cross.sum(1).mean() < plain.sum(1).mean()
