@@ -81,6 +81,8 @@ def predict_windows(tagger: Tagger, windows: np.ndarray, filled: np.ndarray, bat
     sustained instruments are missed; looped, a decaying note turns into repeated ones and piano and banjo
     are missed; the mean names more of both (finetune/EXPERIMENTS.md, "a looped view")."""
     short = np.flatnonzero((filled > 0) & (filled < windows.shape[1]))
+    if not len(short):  # the usual case: no second view, and no copy of a long recording's windows
+        return tagger.predict(windows, batch_size, should_stop)
     probs = tagger.predict(np.concatenate([windows, looped(windows[short], filled[short])]), batch_size,
                            should_stop)
     out = probs[:len(windows)].copy()
