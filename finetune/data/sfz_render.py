@@ -37,8 +37,7 @@ def note_number(name: str) -> int:
     m = re.fullmatch(r"([A-Ga-g])([#b]?)(-?\d)", name)
     if not m:
         raise ValueError(f"not a note name: {name!r}")
-    shift = {"#": 1, "b": -1, "": 0}[m.group(2)]
-    return 12 * (int(m.group(3)) + 1) + NOTE_NAMES[m.group(1).upper()] + shift
+    return 12 * (int(m.group(3)) + 1) + NOTE_NAMES[m.group(1).upper()] + ACCIDENTALS[m.group(2)]
 
 
 def folder_sfz(folder: Path, glob: str, note_regex: str) -> str:
