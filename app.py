@@ -37,7 +37,7 @@ from instrusense.export import analysis_record, audacity_labels, segments_csv
 from instrusense.formatting import percent, seconds
 from instrusense.housekeeping import every, prune
 from instrusense.logs import configure_logging, fields
-from instrusense.model import ModelUnavailableError, Stopped, Tagger, tagger_for
+from instrusense.model import Stopped, tagger_or_reason
 from instrusense.plot import describe, label_plot
 from instrusense.settings import REPO_ROOT, Settings, load_settings
 from instrusense.taxonomy import display_name
@@ -58,14 +58,6 @@ PAGE_CSS = """
 #ranking ol { padding: 0; margin: 0; }
 #ranking .row { display: flex; justify-content: space-between; gap: 1em; }
 """
-
-
-def _load(settings: Settings) -> tuple[Tagger | None, str | None]:
-    try:
-        return tagger_for(settings), None
-    except ModelUnavailableError as exc:
-        log.error("%s", exc)
-        return None, str(exc)
 
 
 def _write_exports(analysis: Analysis, stem: str) -> tuple[str, str]:
@@ -124,7 +116,7 @@ def make_analyze(settings: Settings, uploads: str | Path | None = None):
     folder by default), at most `concurrency_limit` at once, each stopping between model batches once
     `should_stop` is set or its time (INSTRUSENSE_REQUEST_TIMEOUT_SECONDS) is spent.
     """
-    tagger, model_error = _load(settings)
+    tagger, model_error = tagger_or_reason(settings)
     slots = Slots(settings.concurrency_limit)
     root = Path(uploads or get_upload_folder()).resolve()
     limit = settings.request_timeout_seconds
@@ -359,7 +351,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         analyse_on(audio.stop_recording)
         if example_set is not None:  # an example analyses on click, like a new recording
             analyse_on(example_set.load_input_event.then)
-        wire_live(live, settings, _load(settings)[0], handle, outputs).then(  # the take's analysis, as an upload's
+        wire_live(live, settings, tagger_or_reason(settings)[0], handle, outputs).then(  # the take's analysis, as an upload's
             _downloads_shown, inputs=downloads, outputs=downloads, queue=False, api_name=False)
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
     _bound_queue(demo, settings)

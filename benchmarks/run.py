@@ -87,12 +87,13 @@ def measure_e2e(files: dict, tagger, settings, runs: int) -> list[dict]:
 
 def model_info(tagger, settings, model_id: str) -> dict:
     from benchmarks.timing import describe_precision, parameter_count
+    from instrusense.analysis import geometry_for
 
-    window_s = tagger.native_window_seconds or settings.window_seconds
+    geometry = geometry_for(tagger, settings)
     config = getattr(tagger.model, "config", None)
     return {"id": model_id, "type": getattr(config, "model_type", type(tagger.model).__name__),
             "parameters": parameter_count(tagger.model), "precision": describe_precision(tagger.model),
-            "window_s": window_s, "hop_s": min(settings.hop_seconds, window_s), "batch_size": settings.batch_size}
+            "window_s": geometry.window, "hop_s": geometry.hop, "batch_size": settings.batch_size}
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict:

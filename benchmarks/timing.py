@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from instrusense.analysis import analyze_recording
+from instrusense.analysis import analyze_recording, geometry_for
 from instrusense.audio import load_audio
 from instrusense.model import Tagger
 from instrusense.plot import label_plot
@@ -81,9 +81,7 @@ def median_runs(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def our_windows(samples: np.ndarray, tagger: Tagger, settings: Settings) -> np.ndarray:
     """The windows `analyze_recording` cuts from a recording (same window and hop)."""
-    window_s = tagger.native_window_seconds or settings.window_seconds
-    hop_s = min(settings.hop_seconds, window_s)
-    return frame(samples, round(window_s * tagger.sampling_rate), round(hop_s * tagger.sampling_rate))
+    return frame(samples, *geometry_for(tagger, settings).in_samples(tagger.sampling_rate))
 
 
 def build_ast_base():

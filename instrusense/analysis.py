@@ -13,7 +13,7 @@ from instrusense.model import StopSignal, Tagger, check_stop
 from instrusense.scores import Segment, clip_confidence, extract_segments
 from instrusense.settings import Settings
 from instrusense.taxonomy import FAMILY_OF, LABELS
-from instrusense.windows import frame, looped, window_cells
+from instrusense.windows import Geometry, frame, looped
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +29,27 @@ class LabelScore:
 
 @dataclass(frozen=True)
 class Timeline:
-    """Confidence of every label over time: window i starts at i·hop and stands for [starts[i], ends[i])."""
+    """Confidence of every label over time: window i starts at i·hop and stands on the timeline for its
+    cell [cell_starts[i], cell_ends[i]) (`windows.Geometry`)."""
 
-    starts: np.ndarray
-    ends: np.ndarray
+    cell_starts: np.ndarray
+    cell_ends: np.ndarray
     probs: np.ndarray  # (n_windows, len(LABELS))
-    window: float = 0.0
-    """Window length in seconds."""
-    hop: float = 0.0
-    """Step between windows in seconds: the timeline's resolution."""
+    geometry: Geometry
+
+    @property
+    def window(self) -> float:
+        """Window length in seconds."""
+        return self.geometry.window
+
+    @property
+    def hop(self) -> float:
+        """Step between windows in seconds: the timeline's resolution."""
+        return self.geometry.hop
 
     @property
     def window_starts(self) -> np.ndarray:
-        return np.arange(len(self.probs)) * self.hop
+        return self.geometry.window_starts(len(self.probs))
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,11 @@ class Analysis:
 def _fmt_minutes(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m}:{s:02d}"
+
+
+def geometry_for(tagger: Tagger, settings: Settings, hop_seconds: float | None = None) -> Geometry:
+    """Window and hop for this model and these settings (`hop_seconds` overrides the setting's hop: the live view)."""
+    return Geometry.resolve(tagger.native_window_seconds, settings.window_seconds, hop_seconds or settings.hop_seconds)
 
 
 def predict_windows(tagger: Tagger, windows: np.ndarray, filled: np.ndarray, batch_size: int,
@@ -103,11 +116,10 @@ def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings,
     if rec.nonfinite_samples:
         notices.append(f"{rec.nonfinite_samples} invalid samples (NaN/Inf) were treated as silence.")
 
-    window_s = tagger.native_window_seconds or settings.window_seconds
-    hop_s = min(settings.hop_seconds, window_s)  # the same resolution at any length
-    window, hop = round(window_s * rec.sample_rate), round(hop_s * rec.sample_rate)
+    geometry = geometry_for(tagger, settings)
+    window, hop = geometry.in_samples(rec.sample_rate)
     windows = frame(rec.samples, window, hop)
-    starts, ends = window_cells(len(windows), window_s, hop_s, rec.duration)
+    starts, ends = geometry.cells(len(windows), rec.duration)
 
     loud = np.array([rms_dbfs(w) >= settings.silence_dbfs for w in windows])
     probs = np.zeros((len(windows), len(LABELS)), dtype=np.float32)
@@ -127,7 +139,7 @@ def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings,
     if loud.any() and not segments:
         notices.append(f"No instrument detected with confidence ≥ {settings.threshold:g}.")
     return Analysis(duration=rec.source_duration, analysed_seconds=rec.duration, labels=labels,
-                    segments=segments, timeline=Timeline(starts, ends, probs, window_s, hop_s), notices=notices,
+                    segments=segments, timeline=Timeline(starts, ends, probs, geometry), notices=notices,
                     threshold=settings.threshold)
 
 

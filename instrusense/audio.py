@@ -153,7 +153,7 @@ class _Source:
 def _open_soundfile(path: Path, max_seconds: float) -> Iterator[_Source]:
     with sf.SoundFile(str(path)) as f:
         rate, total, channels = int(f.samplerate), int(f.frames), max(int(f.channels), 1)
-        _check_rate(rate)
+        check_sample_rate(rate)
         if total <= 0:
             raise AudioError(EMPTY)
         limit = min(total, int(math.ceil(max_seconds * rate)))
@@ -181,7 +181,7 @@ def _open_ffmpeg(path: Path, max_seconds: float) -> Iterator[_Source]:
     decoder = AudioDecoder(str(path))
     meta = decoder.metadata
     rate = int(meta.sample_rate or 0)
-    _check_rate(rate)
+    check_sample_rate(rate)
     step = max(_BLOCK_SAMPLES // max(int(meta.num_channels or 1), 1), 1) / rate
     source = _Source(rate, meta.duration_seconds_from_header, iter(()))  # 0.8 has no `duration_seconds`
     counting = source.seconds is None  # WebM from browsers: decoded to the end to learn the duration
@@ -213,7 +213,8 @@ def _open_ffmpeg(path: Path, max_seconds: float) -> Iterator[_Source]:
     yield source
 
 
-def _check_rate(rate: int) -> None:
+def check_sample_rate(rate: int) -> None:
+    """Raise `AudioError` for a rate outside what InstruSense reads (files and live streams alike)."""
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise AudioError(f"Unsupported sample rate {rate} Hz: InstruSense reads {MIN_SAMPLE_RATE // 1000}"
                          f"–{MAX_SAMPLE_RATE // 1000} kHz audio.")

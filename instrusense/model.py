@@ -139,6 +139,16 @@ def tagger_for(settings: Settings) -> Tagger:
     return load_tagger(resolve_model_id(settings.model), settings.threads, settings.quantize, settings.device)
 
 
+def tagger_or_reason(settings: Settings) -> tuple[Tagger | None, ModelUnavailableError | None]:
+    """The tagger, or why it cannot be loaded (logged once): for faces that go on without a model and
+    say why on every request or file instead of failing at start-up."""
+    try:
+        return tagger_for(settings), None
+    except ModelUnavailableError as exc:
+        log.error("%s", exc)
+        return None, exc
+
+
 def tagger_from(model: torch.nn.Module, extractor, model_id: str = "in memory",
                 device: torch.device | None = None) -> Tagger:
     """Wrap a model and its feature extractor that are already in memory (a model being trained, say)

@@ -34,7 +34,7 @@ def label_plot(analysis: Analysis, top_k: int = 5) -> go.Figure:
     shown = analysis.shown(top_k)
     tl = analysis.timeline
     end = max(analysis.analysed_seconds, 1e-3)
-    x = np.append(tl.starts, tl.ends[-1])  # step curve: each window holds its value over its cell
+    x = np.append(tl.cell_starts, tl.cell_ends[-1])  # step curve: each window holds its value over its cell
     fig = go.Figure()
     names = lane_names(analysis, top_k)
     for rank, score in enumerate(shown):
@@ -52,7 +52,7 @@ def label_plot(analysis: Analysis, top_k: int = 5) -> go.Figure:
                 hoverinfo="text"))
         probs = tl.probs[:, j]
         y = base + LANE * np.append(probs, probs[-1])
-        custom = np.column_stack([np.append(tl.starts, tl.ends[-1]), np.append(tl.ends, tl.ends[-1]),
+        custom = np.column_stack([np.append(tl.cell_starts, tl.cell_ends[-1]), np.append(tl.cell_ends, tl.cell_ends[-1]),
                                   100 * np.append(probs, probs[-1])])
         fig.add_trace(go.Scatter(
             x=x, y=y, mode="lines", line={"shape": "hv", "width": 2, "color": color,

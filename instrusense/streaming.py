@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from instrusense.analysis import Analysis, analyze_recording, predict_windows
-from instrusense.audio import (MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, Recording, RecordingBuilder, long_enough,
-                               resample, rms_dbfs, to_mono)
+from instrusense.analysis import Analysis, analyze_recording, geometry_for, predict_windows
+from instrusense.audio import (AudioError, Recording, RecordingBuilder, check_sample_rate, long_enough, resample,
+                               rms_dbfs, to_mono)
 from instrusense.model import Tagger
 from instrusense.scores import Segment
 from instrusense.settings import Settings
@@ -135,13 +135,13 @@ class StreamAnalyser:
     """
 
     def __init__(self, tagger: Tagger, settings: Settings, sample_rate: int, hop_seconds: float | None = None):
-        if not MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE:
-            raise StreamError(f"Unsupported sample rate {sample_rate} Hz: InstruSense reads "
-                              f"{MIN_SAMPLE_RATE // 1000}–{MAX_SAMPLE_RATE // 1000} kHz audio.")
+        try:
+            check_sample_rate(int(sample_rate))
+        except AudioError as exc:
+            raise StreamError(str(exc)) from None
         self.tagger, self.settings, self.rate = tagger, settings, int(sample_rate)
-        self.window_s = tagger.native_window_seconds or settings.window_seconds
-        self.hop_s = min(hop_seconds or settings.hop_seconds, self.window_s)
-        self.history: deque[Hop] = deque(maxlen=math.ceil(settings.live_view_seconds / self.hop_s) + 1)
+        self.geometry = geometry_for(tagger, settings, hop_seconds)
+        self.history: deque[Hop] = deque(maxlen=math.ceil(settings.live_view_seconds / self.geometry.hop) + 1)
         self._take = RecordingBuilder(self.rate, tagger.sampling_rate)  # at the model's rate: 38 MB per 10 min
         self._take_cap = int(math.ceil(settings.max_duration_seconds * self.rate))  # as `decode` cuts a file
         self._kept = 0
@@ -149,9 +149,9 @@ class StreamAnalyser:
         self._recording: Recording | None = None
         self._fed = 0
         self._tail = np.zeros(0, np.float32)
-        self._tail_cap = int(math.ceil((self.window_s + _CONTEXT_S) * self.rate))
+        self._tail_cap = int(math.ceil((self.geometry.window + _CONTEXT_S) * self.rate))
         self._peak = 0.0
-        self._next = min(self.hop_s, self.window_s)
+        self._next = self.geometry.hop  # never past the window (`Geometry.resolve`)
         self._runs = _OpenRuns(settings.threshold)
         self._cells = 0
 
@@ -187,11 +187,12 @@ class StreamAnalyser:
         self._fed += len(live)
         self._tail = buffer[-self._tail_cap:]
         due = []
+        window, hop = self.geometry.window, self.geometry.hop
         while self._next <= self.seconds + _EPS:
             due.append(self._next)
-            following = self._next + self.hop_s
-            if self._next < self.window_s - _EPS and following > self.window_s + _EPS:
-                following = self.window_s  # the first whole window, whatever the hop
+            following = self._next + hop
+            if self._next < window - _EPS and following > window + _EPS:
+                following = window  # the first whole window, whatever the hop
             self._next = following
         if max_scored is not None:
             due = due[len(due) - max_scored:] if max_scored > 0 else []
@@ -224,11 +225,11 @@ class StreamAnalyser:
         zero-padded at the end while the stream is younger than one window, as `windows.frame` pads a
         short recording)."""
         model_rate = self.tagger.sampling_rate
-        start_s = max(0.0, end_s - self.window_s)
+        start_s = max(0.0, end_s - self.geometry.window)
         lo = max(0, round((start_s - _CONTEXT_S) * self.rate)) - buffer_start
         hi = round(end_s * self.rate) - buffer_start
         audio = resample(buffer[max(lo, 0):hi], self.rate, model_rate)
-        width, have = round(self.window_s * model_rate), round((end_s - start_s) * model_rate)
+        width, have = round(self.geometry.window * model_rate), round((end_s - start_s) * model_rate)
         window = np.zeros(width, np.float32)
         got = audio[-have:] if have else audio[:0]
         window[:len(got)] = got
@@ -249,12 +250,10 @@ class StreamAnalyser:
         hops = []
         for t, p in zip(due, probs):
             closed: list[Segment] = []
-            if t >= self.window_s - _EPS:  # a whole window: its timeline cell, as `windows.window_cells` places it
-                centre = t - self.window_s / 2
-                cell_start = 0.0 if self._cells == 0 else centre - self.hop_s / 2
-                closed = self._runs.push(p, cell_start, centre + self.hop_s / 2)
+            if t >= self.geometry.window - _EPS:  # a whole window: its timeline cell, as a file's is placed
+                closed = self._runs.push(p, *self.geometry.cell(self._cells))
                 self._cells += 1
-            hop = Hop(time=round(t, 6), start=round(max(0.0, t - self.window_s), 6), probs=p, closed=closed)
+            hop = Hop(time=round(t, 6), start=round(max(0.0, t - self.geometry.window), 6), probs=p, closed=closed)
             self.history.append(hop)
             hops.append(hop)
         return hops

@@ -24,8 +24,8 @@ def test_every_label_ranked_and_segments_inside_the_recording(tiny_whisper, writ
     conf = [s.confidence for s in result.labels]
     assert conf == sorted(conf, reverse=True)
     assert result.segments and all(0 <= s.start < s.end <= 7.0 for s in result.segments)
-    assert result.timeline.probs.shape == (len(result.timeline.starts), len(LABELS))
-    assert result.timeline.ends[-1] == pytest.approx(7.0)
+    assert result.timeline.probs.shape == (len(result.timeline.cell_starts), len(LABELS))
+    assert result.timeline.cell_ends[-1] == pytest.approx(7.0)
 
 
 def test_silence_and_near_silence_detect_nothing(tiny_whisper, write_audio):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from conftest import mp3_then_junk, tone
-from instrusense.cli import format_table
+from instrusense.cli.analyze import format_table
 from instrusense.export import error_record
 from instrusense.taxonomy import LABELS
 

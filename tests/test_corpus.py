@@ -15,7 +15,7 @@ import soundfile as sf
 
 from corpus_files import crash_on_crash_wav, make_corpus
 from instrusense.cli import build_parser
-from instrusense.corpus import command as corpus_command
+from instrusense.cli import corpus as corpus_command
 from instrusense.corpus.job import plan, run_corpus
 from instrusense.corpus.pool import run_pool
 from instrusense.corpus.rows import failure_reason, record_row

@@ -14,7 +14,7 @@ from instrusense.scores import runs_above
 from instrusense.settings import load_settings
 from instrusense.streaming import StreamAnalyser, StreamError, _OpenRuns
 from instrusense.taxonomy import LABELS
-from instrusense.windows import window_cells
+from instrusense.windows import Geometry
 
 LOW = load_settings({}, threshold=0.3, max_duration_seconds=8.0)
 
@@ -37,7 +37,7 @@ def _music(seconds: float, rate: int, channels: int) -> np.ndarray:
 def _same(a, b) -> None:
     assert analysis_record("x", a) == analysis_record("x", b)
     np.testing.assert_array_equal(a.timeline.probs, b.timeline.probs)
-    np.testing.assert_array_equal(a.timeline.starts, b.timeline.starts)
+    np.testing.assert_array_equal(a.timeline.cell_starts, b.timeline.cell_starts)
     assert a.notices == b.notices
 
 
@@ -94,7 +94,7 @@ def test_a_short_hop_updates_the_live_view_often_and_keeps_it_bounded(tiny_whisp
        st.sampled_from([0.3, 0.5, 0.7]))
 def test_segments_closed_hop_by_hop_are_the_runs_above_the_threshold(rows, threshold):
     probs = np.array(rows)
-    starts, ends = window_cells(len(probs), 3.0, 1.5, 1.5 * len(probs) + 1.5)
+    starts, ends = Geometry(3.0, 1.5).cells(len(probs), 1.5 * len(probs) + 1.5)
     runs = _OpenRuns(threshold)
     live = [s for i, p in enumerate(probs) for s in runs.push(p, starts[i], ends[i])] + runs.close_all()
     expected = {(LABELS[j], float(starts[a]), float(ends[b - 1]), round(float(probs[a:b, j].mean()), 9))

@@ -2,13 +2,13 @@ import numpy as np
 import pytest
 
 from instrusense.scores import activate, clip_confidence, extract_segments, runs_above
-from instrusense.windows import frame, window_cells, window_starts
+from instrusense.windows import Geometry, frame, window_offsets
 
 
 @pytest.mark.parametrize("n,window,hop,expected", [(10, 4, 2, [0, 2, 4, 6]), (4, 4, 2, [0]), (3, 4, 2, [0]),
                                                    (11, 4, 2, [0, 2, 4, 6, 8]), (12, 4, 4, [0, 4, 8])])
 def test_windows_cover_the_signal(n, window, hop, expected):
-    starts = window_starts(n, window, hop)
+    starts = window_offsets(n, window, hop)
     assert starts.tolist() == expected
     assert starts[-1] + window >= n
 
@@ -24,11 +24,29 @@ def test_frame_pads_the_tail_with_silence():
 
 
 def test_cells_tile_the_recording():
-    starts, ends = window_cells(6, 3.0, 1.5, 10.0)
+    starts, ends = Geometry(3.0, 1.5).cells(6, 10.0)
     assert starts[0] == 0 and ends[-1] == 10.0
     assert np.allclose(starts[1:], ends[:-1])
-    s1, e1 = window_cells(1, 3.0, 1.5, 1.2)
+    s1, e1 = Geometry(3.0, 1.5).cells(1, 1.2)
     assert (s1[0], e1[0]) == (0.0, 1.2)
+
+
+def test_a_live_cell_is_the_cell_of_the_same_window_in_a_file():
+    geometry = Geometry(3.0, 1.5)
+    starts, ends = geometry.cells(8, 100.0)  # the last cell runs to the end of the recording; the others are equal
+    assert [geometry.cell(i) for i in range(7)] == list(zip(starts.tolist(), ends.tolist()))[:7]
+    assert geometry.cell(7)[0] == starts[7]
+
+
+@pytest.mark.parametrize("native,window,hop,expected", [
+    (None, 3.0, 1.5, (3.0, 1.5)),   # a model without a fixed input: the setting's window
+    (3.0, 5.0, 1.5, (3.0, 1.5)),    # a Whisper-style model brings its own
+    (2.0, 3.0, 2.5, (2.0, 2.0)),    # the hop never passes the window
+])
+def test_one_rule_resolves_window_and_hop(native, window, hop, expected):
+    g = Geometry.resolve(native, window, hop)
+    assert (g.window, g.hop) == expected
+    assert g.in_samples(16000) == (round(expected[0] * 16000), round(expected[1] * 16000))
 
 
 def test_activation_sigmoid_and_softmax():

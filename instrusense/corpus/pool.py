@@ -25,7 +25,7 @@ from instrusense.corpus.worker import Analyser, quiet_file_notices
 WORKER_DIED = ("Internal error: the worker process died while analysing this file (a crash in a decoder, "
                "or out of memory); the other files were analysed.")
 _PR_SET_PDEATHSIG = 1
-_PRELOAD = ["instrusense.corpus.worker", "instrusense.cli"]
+_PRELOAD = ["instrusense.corpus.worker"]  # imports the analysis, the model code and torch
 
 _analyser: Analyser | None = None
 

@@ -1,4 +1,4 @@
-"""``python -m instrusense stream [--model M] [--rate HZ --channels N] [FILE | -]``: live analysis.
+"""``instrusense stream [--model M] [--rate HZ --channels N] [FILE | -]``: live analysis.
 
 stdout is JSON lines: one per hop (``time``, the top labels, the live segments that just closed), then
 the record ``analyze --json`` gives for the whole input. Input is an audio file, a WAV (or FLAC) stream
@@ -22,6 +22,7 @@ import numpy as np
 import soundfile as sf
 
 from instrusense.audio import AudioError, decode
+from instrusense.cli.analyze import MODEL_HELP
 from instrusense.export import analysis_record, error_record
 from instrusense.model import ModelUnavailableError, tagger_for
 from instrusense.settings import Settings
@@ -38,8 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     stream = sub.add_parser("stream", help="analyse audio live as it arrives (stdin or a file), JSON lines")
     stream.add_argument("file", nargs="?", default="-", metavar="FILE",
                         help="audio file, or - for stdin (default): WAV/FLAC, or raw PCM with --rate")
-    stream.add_argument("--model", default=None,
-                        help="checkpoint directory or Hub id (default: $INSTRUSENSE_MODEL or models/instrusense)")
+    stream.add_argument("--model", default=None, help=MODEL_HELP)
     stream.add_argument("--rate", type=int, default=None, metavar="HZ",
                         help="the input is raw signed 16-bit little-endian PCM at this sample rate")
     stream.add_argument("--channels", type=int, default=None, metavar="N",
@@ -123,7 +123,7 @@ def _pump(blocks: Iterator[np.ndarray], out: queue.Queue) -> None:
         out.put(exc)
 
 
-def run_stream(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
+def run(args: argparse.Namespace, settings: Settings, out: TextIO) -> int:
     name = args.file
     if args.channels is not None and args.rate is None:
         print("error: --channels describes raw PCM and needs --rate", file=sys.stderr)

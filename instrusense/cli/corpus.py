@@ -1,4 +1,4 @@
-"""``python -m instrusense corpus ROOT --out RESULTS.parquet [--ray [ADDRESS]]``: the CLI face of the job."""
+"""``instrusense corpus ROOT --out RESULTS.parquet [--ray [ADDRESS]]``: the command-line face of the corpus job."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TextIO
+
+from instrusense.cli.analyze import MODEL_HELP
+from instrusense.settings import Settings
 
 log = logging.getLogger("instrusense.corpus")
 
@@ -29,16 +33,16 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=0,
                    help="processes (or Ray actors), one model each (default: one per core / cluster CPU; each "
                         "gets cores/workers torch threads unless INSTRUSENSE_THREADS is set)")
-    p.add_argument("--model", default=None,
-                   help="checkpoint directory or Hub id (default: $INSTRUSENSE_MODEL or models/instrusense)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--audio-column", default="audio", help="a dataset's audio column (default: %(default)s)")
     p.add_argument("--split", default=None, help="a dataset's split (default: every split)")
     p.add_argument("--part-rows", type=int, default=None,
                    help="rows written per part, the most a kill can cost (default: 256, or 30 s of work)")
 
 
-def run(args: argparse.Namespace, settings) -> int:
-    """Exit codes: 0 all analysed, 1 some files failed, 2 the job could not run, 130 interrupted."""
+def run(args: argparse.Namespace, settings: Settings, out: TextIO | None = None) -> int:
+    """Exit codes: 0 all analysed, 1 some files failed, 2 the job could not run, 130 interrupted. The summary
+    goes to stderr (`out` is unused: the results are the Parquet table)."""
     from instrusense.corpus.job import PART_ROWS, run_corpus
     from instrusense.corpus.sources import CorpusError, open_source
     from instrusense.model import ModelUnavailableError
