@@ -39,11 +39,11 @@ from instrusense.housekeeping import every, prune
 from instrusense.logs import configure_logging, fields
 from instrusense.model import Stopped, tagger_or_reason
 from instrusense.plot import describe, label_plot
-from instrusense.settings import REPO_ROOT, Settings, load_settings
+from instrusense.settings import Settings, load_settings
 from instrusense.taxonomy import display_name
 
 log = logging.getLogger("instrusense.app")
-EXAMPLES_DIR = REPO_ROOT / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"  # beside the app, installed library or not
 EXPORT_DIR = Path(tempfile.gettempdir()) / "instrusense-exports"
 NOT_AN_UPLOAD = "Send the recording itself as a file upload; URLs and server paths are not accepted."
 BUSY = "InstruSense is busy, try again in a moment: {reason}."

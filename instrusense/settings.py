@@ -11,7 +11,19 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = str(REPO_ROOT / "models" / "instrusense")
+"""The checkout's root; in an installed package, the folder holding `instrusense/` (site-packages)."""
+PACKAGED_MODEL = Path(__file__).resolve().parent / "shipped_model"
+"""Where the wheel carries the shipped model (pyproject.toml, `force-include`); absent in a checkout."""
+
+
+def _default_model() -> str:
+    """The shipped model: inside the installed package, else the checkout's models/instrusense."""
+    if (PACKAGED_MODEL / "config.json").is_file():
+        return str(PACKAGED_MODEL)
+    return str(REPO_ROOT / "models" / "instrusense")
+
+
+DEFAULT_MODEL = _default_model()
 
 
 class SettingsError(ValueError):
