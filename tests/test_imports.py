@@ -116,7 +116,7 @@ def test_nothing_in_the_library_imports_the_cli():
 
 
 def test_the_library_imports_no_face_and_no_training_code():
-    outer = ("app", "app_live", "app_guards", "gradio", "finetune", "benchmarks")
+    outer = ("app", "app_live", "space_guards", "gradio", "finetune", "benchmarks")
     offenders = {}
     for name, path in modules().items():
         if name.startswith("instrusense"):
@@ -124,3 +124,13 @@ def test_the_library_imports_no_face_and_no_training_code():
             if bad:
                 offenders[name] = bad
     assert offenders == {}
+
+
+def test_training_imports_no_evaluation_command():
+    """`finetune.evaluation` holds commands on top of training (the AST baseline trains through `finetune.train`);
+    what training and those commands share (metrics, clip scoring) lives below both, so nothing outside
+    `finetune.evaluation` imports it."""
+    offenders = {name: sorted(m for m in imported if m.split(".")[:2] == ["finetune", "evaluation"])
+                 for name, imported in import_graph().items()
+                 if name.startswith("finetune") and name.split(".")[:2] != ["finetune", "evaluation"]}
+    assert {k: v for k, v in offenders.items() if v} == {}

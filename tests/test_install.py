@@ -86,7 +86,7 @@ def test_the_app_extra_serves_app_py_on_the_installed_library(venv, wheel_dir, t
     from gradio_client import Client, handle_file
 
     pip(venv, "install", "--no-index", "--find-links", str(wheel_dir), "instrusense[app]")
-    for face in ("app.py", "app_live.py"):  # the faces beside the installed library, away from the checkout
+    for face in ("app.py", "app_live.py", "space_guards.py"):  # the faces beside the installed library, away from the checkout
         shutil.copy(REPO / face, tmp_path / face)
     port = free_port()
     log = (tmp_path / "app.log").open("w")

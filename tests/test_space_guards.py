@@ -5,8 +5,7 @@ import threading
 
 import pytest
 
-from instrusense.admission import Busy, Slots, client_key, queue_refusal
-from instrusense.housekeeping import prune
+from space_guards import Busy, Slots, client_key, prune, queue_refusal
 from instrusense.model import Stopped
 
 

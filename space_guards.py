@@ -1,0 +1,325 @@
+"""The public Space's guards, in one place beside the app: who may queue and run (admission), what a
+request may name (uploads only), how a refusal is worded for the page and for API clients, how a cancelled or
+abandoned request stops, and how the scratch folders stay bounded (clean-up).
+
+Everything here serves `app.py` alone; the library (`instrusense/`) knows nothing of it. Where Gradio has a
+documented option it is used (`queue(max_size=…)`, `concurrency_limit`, `max_file_size`, `delete_cache`,
+`gr.Error`); each remaining patch of a Gradio object names, in its docstring, the test that fails without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import anyio
+import gradio as gr
+from gradio.context import LocalContext
+from gradio.utils import get_upload_folder
+from gradio_client.utils import is_http_url_like
+from starlette.requests import ClientDisconnect
+
+from instrusense.logs import fields
+from instrusense.model import StopSignal, check_stop
+from instrusense.settings import Settings
+
+log = logging.getLogger("instrusense.app")
+
+EXPORT_DIR = Path(tempfile.gettempdir()) / "instrusense-exports"
+"""Where the page's downloads are written; bounded like the uploads."""
+NOT_AN_UPLOAD = "Send the recording itself as a file upload; URLs and server paths are not accepted."
+BUSY = "InstruSense is busy, try again in a moment: {reason}."
+
+
+# --- refusals: one wording for the page, the log and API clients -------------------------------------------
+
+def refusal(message: str, outcome: str) -> gr.Error:
+    """The error the user sees, tagged with the outcome the request log records.
+
+    It stays on screen until closed; no traceback is printed (an unexpected error logs its own).
+    """
+    error = gr.Error(message, duration=None, print_exception=False)
+    error.outcome = outcome  # type: ignore[attr-defined]
+    return error
+
+
+def inside(path: str, root: Path) -> bool:
+    """Whether `path` names a file inside `root` (Gradio's upload folder), whatever the payload claimed."""
+    if is_http_url_like(path):
+        return False
+    try:
+        return Path(path).resolve().is_relative_to(root)
+    except (OSError, ValueError):
+        return False
+
+
+# --- admission: analyses at once, and each client's share of the queue -------------------------------------
+
+class Busy(Exception):
+    """No analysis slot came free in time; the message says why."""
+
+
+class Slots:
+    """At most `limit` analyses at once, counted where the work runs (not where it was queued)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._free = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+        """Most analyses that ever ran at once (for tests and the log)."""
+
+    @contextmanager
+    def hold(self, wait_seconds: float, should_stop: StopSignal | None = None) -> Iterator[None]:
+        """Run the body in a slot; raise `Busy` if none frees within `wait_seconds`, `Stopped` if told to stop."""
+        deadline = time.monotonic() + wait_seconds
+        while not self._free.acquire(timeout=0.05):
+            check_stop(should_stop)
+            if time.monotonic() > deadline:
+                raise Busy(f"all {self.limit} analysis slots stayed busy for {wait_seconds:g} s")
+        try:
+            with self._lock:
+                self.running += 1
+                self.peak = max(self.peak, self.running)
+            yield
+        finally:
+            with self._lock:
+                self.running -= 1
+            self._free.release()
+
+
+def client_key(host: str | None, forwarded_for: str | None) -> str:
+    """Who sent a request: the address the last proxy saw (behind Spaces' proxy), else the peer's."""
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    return hops[-1] if hops else (host or "unknown")
+
+
+def queue_refusal(waiting: Iterable[str], client: str, max_size: int, per_client: int) -> str | None:
+    """Why a new request from `client` may not join a queue holding `waiting` (clients of queued and
+    running requests), or None if it may."""
+    counts = Counter(waiting)
+    if counts[client] >= per_client:
+        return f"you already have {counts[client]} recordings queued or running (at most {per_client} per client)"
+    if sum(counts.values()) >= max_size:
+        return f"{sum(counts.values())} recordings are queued or running (at most {max_size})"
+    return None
+
+
+# --- clean-up: scratch folders bounded in age and in total size ---------------------------------------------
+
+def _size(entry: Path) -> int:
+    try:
+        if entry.is_dir():
+            return sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+        return entry.stat().st_size
+    except OSError:  # removed meanwhile
+        return 0
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
+
+
+def prune(folder: Path, *, max_age_seconds: float, max_total_bytes: int, partial_prefix: str | None = None,
+          partial_idle_seconds: float = 60.0, keep: set[Path] = frozenset(), now: float | None = None) -> list[Path]:
+    """Remove what `folder` holds beyond an age and a total size; returns what was removed.
+
+    Entries (files or folders directly inside) older than `max_age_seconds` go first, then the oldest
+    until the rest fits in `max_total_bytes`. Files named `partial_prefix…` at the top level are uploads
+    still being written (Gradio's temporary files); once idle for `partial_idle_seconds` their client
+    has gone and they go too. Entries in `keep` (resolved paths) stay whatever their age.
+    """
+    if not folder.is_dir():
+        return []
+    now = time.time() if now is None else now
+    entries = []
+    for entry in folder.iterdir():
+        if entry.resolve() in keep:
+            continue
+        try:
+            entries.append((entry.stat().st_mtime, entry))
+        except OSError:
+            continue
+    removed, kept = [], []
+    for mtime, entry in sorted(entries):
+        partial = partial_prefix is not None and entry.is_file() and entry.name.startswith(partial_prefix)
+        if now - mtime > max_age_seconds or (partial and now - mtime > partial_idle_seconds):
+            removed.append(entry)
+        else:
+            kept.append(entry)
+    sizes = {entry: _size(entry) for entry in kept}
+    total = sum(sizes.values())
+    for entry in kept:  # oldest first
+        if total <= max_total_bytes:
+            break
+        removed.append(entry)
+        total -= sizes[entry]
+    for entry in removed:
+        _remove(entry)
+    if removed:
+        log.info("removed %d old entries from %s", len(removed), folder)
+    return removed
+
+
+def every(seconds: float, job: Callable[[], object], name: str) -> threading.Event:
+    """Run `job` every `seconds` on a daemon thread until the returned event is set; a failure is logged."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            try:
+                job()
+            except Exception:  # housekeeping must never take the server down
+                log.exception("%s failed", name)
+
+    threading.Thread(target=loop, name=name, daemon=True).start()
+    return stop
+
+
+# --- the Gradio side: uploads only, cancellation, queue bounds, refusals as messages, clean-up ---------------
+
+def uploads_only(audio: gr.Audio) -> gr.Audio:
+    """Make `audio` take only files uploaded to this app.
+
+    Gradio itself refuses a server path that was not uploaded; a URL in an API call it would fetch,
+    so URLs are refused here, before anything is downloaded. (An instance override: a subclass
+    defined here would make Gradio write an ``app.pyi`` beside this file.)
+    """
+    move = audio.async_move_resource_to_block_cache
+
+    async def move_upload(url_or_file_path: str | Path | None) -> str | None:
+        if is_http_url_like(str(url_or_file_path)):
+            raise refusal(NOT_AN_UPLOAD, "rejected")
+        return await move(url_or_file_path)
+
+    audio.async_move_resource_to_block_cache = move_upload  # type: ignore[method-assign]
+    return audio
+
+
+def cancellable(handle, reasons: OrderedDict):
+    """The handler as Gradio runs it: in a worker thread told to stop when the request is cancelled
+    (Gradio cancels this coroutine) or abandoned (its client closed the event stream, which Gradio
+    marks on the queued event). Gradio frees the request's slot at once; `Slots` counts the thread
+    until it has stopped."""
+
+    async def analyze(audio_path: str | None, request: gr.Request):
+        stop = threading.Event()
+        blocks = LocalContext.blocks.get(None)
+        queue = getattr(blocks, "_queue", None)
+        event = queue.event_ids_to_events.get(LocalContext.event_id.get(None)) if queue else None
+
+        async def watch() -> None:
+            while event is None or event.alive:
+                await asyncio.sleep(0.2)
+            stop.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await anyio.to_thread.run_sync(handle, audio_path, stop, abandon_on_cancel=True)
+        except gr.Error as exc:  # shown beside the input until the next analysis
+            reasons[request.session_hash] = exc.message
+            while len(reasons) > 1024:
+                reasons.popitem(last=False)
+            raise
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        finally:
+            watcher.cancel()
+
+    return analyze
+
+
+def _refusals_as_messages(demo: gr.Blocks) -> None:
+    """A payload Gradio refuses before the handler (a server path, a bare string) gets the app's
+    message and one log line, not a silent ``{"error": null}`` and a traceback."""
+    preprocess = demo.preprocess_data
+
+    async def checked(*args, **kwargs):
+        try:
+            return await preprocess(*args, **kwargs)
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, gr.Error) else NOT_AN_UPLOAD
+            log.info("request %s", fields(outcome="rejected", file="", bytes=0, audio_seconds=0.0, seconds=0.0,
+                                          reason=reason))
+            log.debug("payload refused before analysis: %s", exc)
+            raise refusal(reason, "rejected") from None
+
+    demo.preprocess_data = checked  # type: ignore[method-assign]
+
+
+def _bound_queue(demo: gr.Blocks, settings: Settings) -> None:
+    """Refuse, as busy, a request beyond the queue's size or its client's share of it."""
+    queue = demo._queue
+    push = queue.push
+
+    def sender(request) -> str:
+        return client_key(request.client.host if request and request.client else None,
+                          request.headers.get("x-forwarded-for") if request else None)
+
+    async def bounded_push(body, request, username):
+        events = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
+        events += [e for job in queue.active_jobs if job for e in job]
+        reason = queue_refusal([sender(e.request) for e in events], sender(request),
+                               settings.queue_max_size, settings.queue_per_client)
+        if reason is None:
+            return await push(body, request, username)
+        log.info("request %s", fields(outcome="busy", file="", bytes=0, audio_seconds=0.0, seconds=0.0, reason=reason))
+        return False, BUSY.format(reason=reason), "queue_full"  # HTTP 503 with this message
+
+    queue.push = bounded_push  # type: ignore[method-assign]
+
+
+def _upload_cut_off(record: logging.LogRecord) -> bool:
+    """A client that vanishes mid-upload is expected on a public server: one line, not a traceback.
+    (Its partial file is removed by `_tidy`.)"""
+    if record.exc_info and isinstance(record.exc_info[1], ClientDisconnect):
+        record.msg, record.args, record.exc_info, record.exc_text = "an upload was cut off by its client", (), None, None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
+
+
+def _tidy(demo: gr.Blocks, settings: Settings, uploads: Path) -> None:
+    """Bound the upload and export folders: old, oversized and cut-off uploads go (examples stay)."""
+    keep = {Path(p).resolve().parent for b in demo.blocks.values() for p in getattr(b, "keep_in_cache", ())}
+    bounds = dict(max_age_seconds=settings.upload_max_age_seconds,
+                  max_total_bytes=int(settings.upload_max_total_mb * 1e6))
+    prune(uploads, partial_prefix="tmp", partial_idle_seconds=settings.cleanup_interval_seconds, keep=keep, **bounds)
+    prune(EXPORT_DIR, **bounds)
+
+
+def _keep_tidy(demo: gr.Blocks, settings: Settings) -> None:
+    """Run `_tidy` now and every CLEANUP_INTERVAL_SECONDS until the app is closed."""
+    uploads = Path(get_upload_folder())
+    _tidy(demo, settings, uploads)
+
+    def job() -> None:
+        if demo._queue.stopped:
+            stop.set()
+        else:
+            _tidy(demo, settings, uploads)
+
+    stop = every(settings.cleanup_interval_seconds, job, "instrusense-cleanup")
+
+
+def guard(demo: gr.Blocks, settings: Settings) -> gr.Blocks:
+    """Put the Space's guards on a built app: the bounded queue (Gradio's own `max_size` and concurrency
+    limits, then each client's share), refusals as messages, scheduled clean-up and quiet cut-off uploads."""
+    demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
+    _bound_queue(demo, settings)
+    _refusals_as_messages(demo)
+    _keep_tidy(demo, settings)
+    logging.getLogger("uvicorn.error").addFilter(_upload_cut_off)  # the same function each time: added once
+    return demo
