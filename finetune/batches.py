@@ -75,7 +75,7 @@ class TrainBatches:
         return out, start, span
 
     def _mix_in(self, wave: np.ndarray, length: int, rng: np.random.Generator) -> tuple[np.ndarray, set[str]]:
-        """Add 1-2 crops of other random clips, as `finetune.data.render.assemble` mixes parts.
+        """Add 1-2 crops of other random clips, as `finetune.data.mixing.assemble` mixes parts.
 
         The rendered mixtures come from one library at a time; summing crops of any two training clips
         gives far more (and cross-library) polyphony for the same rendering budget. Every part is

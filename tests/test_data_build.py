@@ -12,6 +12,7 @@ pytest.importorskip("fluidsynth")
 datasets = pytest.importorskip("datasets")
 
 from finetune.data.build import build  # noqa: E402
+from finetune.data.config import BuildConfig  # noqa: E402
 from finetune.data.sources import SOURCES  # noqa: E402
 from instrusense.taxonomy import LABEL_INDEX  # noqa: E402
 
@@ -25,8 +26,8 @@ CLIP = 2.0
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("instruments")
-    build(out, hours=60 * CLIP / 3600, seed=0, clip_seconds=CLIP, holdout=("sf_gmbank",), sources=SMALL,
-          val_fraction=0.2, real=False, progress=False)
+    build(BuildConfig(out=str(out), hours=60 * CLIP / 3600, seed=0, clip_seconds=CLIP, holdout=["sf_gmbank"],
+                      sources=list(SMALL), val_fraction=0.2, no_real=True, quiet=True))
     return out
 
 
@@ -73,8 +74,8 @@ def test_splits_are_disjoint_by_source(built):
 @pytest.mark.slow
 def test_build_is_deterministic(built, tmp_path):
     again = tmp_path / "again"
-    build(again, hours=60 * CLIP / 3600, seed=0, clip_seconds=CLIP, holdout=("sf_gmbank",), sources=SMALL,
-          val_fraction=0.2, real=False, progress=False)
+    build(BuildConfig(out=str(again), hours=60 * CLIP / 3600, seed=0, clip_seconds=CLIP, holdout=["sf_gmbank"],
+                      sources=list(SMALL), val_fraction=0.2, no_real=True, quiet=True))
     a, b = datasets.load_from_disk(str(built)), datasets.load_from_disk(str(again))
     for split in a:
         assert a[split]["labels"] == b[split]["labels"]
@@ -85,8 +86,8 @@ def test_build_is_deterministic(built, tmp_path):
 @pytest.mark.slow
 def test_extra_one_shots_follow_the_same_clips(built, tmp_path):
     more = tmp_path / "one-shots"
-    build(more, hours=60 * CLIP / 3600, seed=0, clip_seconds=CLIP, holdout=("sf_gmbank",), sources=SMALL,
-          val_fraction=0.2, real=False, progress=False, one_shots=5)
+    build(BuildConfig(out=str(more), hours=60 * CLIP / 3600, seed=0, clip_seconds=CLIP, holdout=["sf_gmbank"],
+                      sources=list(SMALL), val_fraction=0.2, no_real=True, quiet=True, one_shots=5))
     a, b = datasets.load_from_disk(str(built)), datasets.load_from_disk(str(more))
     n = len(a["train"])
     assert len(b["train"]) == n + 5 and len(b["validation"]) == len(a["validation"])
@@ -102,8 +103,8 @@ def test_extra_one_shots_follow_the_same_clips(built, tmp_path):
 
 def test_one_shots_must_not_be_negative(tmp_path):
     with pytest.raises(ValueError, match="one_shots"):
-        build(tmp_path, hours=0.001, sources=SMALL, holdout=("sf_gmbank",), real=False, progress=False,
-              one_shots=-1)
+        build(BuildConfig(out=str(tmp_path), hours=0.001, sources=list(SMALL), holdout=["sf_gmbank"], no_real=True,
+                          quiet=True, one_shots=-1))
 
 
 @pytest.mark.slow
@@ -134,12 +135,13 @@ def test_negatives_join_train_and_make_a_held_out_split(tmp_path):
 
 def test_holdout_must_leave_training_sources(tmp_path):
     with pytest.raises(ValueError, match="held-out"):
-        build(tmp_path, hours=0.001, sources=("timgm6mb",), holdout=("timgm6mb",), real=False, progress=False)
+        build(BuildConfig(out=str(tmp_path), hours=0.001, sources=["timgm6mb"], holdout=["timgm6mb"], no_real=True,
+                          quiet=True))
 
 
 @pytest.mark.skipif(not (REAL_EVAL / "labels.csv").is_file(), reason="shared/real-eval not beside the clone")
 def test_real_split_loads_real_eval():
-    from finetune.data.real import real_eval_rows
+    from finetune.data.rows.real import real_eval_rows
     from finetune.data.schema import features
 
     rows = list(real_eval_rows(REAL_EVAL))

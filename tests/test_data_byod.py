@@ -8,7 +8,7 @@ import soundfile as sf
 
 pytest.importorskip("datasets")
 
-from finetune.data.byod import load_audiofolder  # noqa: E402
+from finetune.data.rows.byod import load_audiofolder  # noqa: E402
 
 
 def _write(path, seconds, sr=44100, channels=2):

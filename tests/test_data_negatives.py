@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from finetune.data import negatives as N
-from finetune.data.build import flac_bytes
+from finetune.data.rows import negatives as N
+from finetune.data.rows.base import flac_bytes
 from finetune.data.schema import SAMPLE_RATE
 from finetune.evaluation.negatives import summarise
 from instrusense.taxonomy import LABEL_INDEX, LABELS

@@ -9,8 +9,11 @@ import pytest
 
 pytest.importorskip("fluidsynth")
 
+from finetune.data.engines import available, make_renderer  # noqa: E402
+from finetune.data.engines.fluidsynth import FluidRenderer  # noqa: E402
+from finetune.data.mixing import activity, assemble  # noqa: E402
 from finetune.data.music import DRUM_KINDS, GENERATORS, NOTE_RANGE_EXTRA, Note, Part, choose_kind, make_part  # noqa: E402
-from finetune.data.render import FluidRenderer, activity, assemble, probe_programs  # noqa: E402
+from finetune.data.rows.rendered import probe_programs  # noqa: E402
 from finetune.data.schema import FPS, SAMPLE_RATE  # noqa: E402
 from finetune.data.sources import SOURCES, load_programs  # noqa: E402
 from instrusense.taxonomy import LABEL_INDEX, LABELS  # noqa: E402
@@ -98,12 +101,11 @@ def test_mixture_labels_match_parts(tim):
 
 
 def test_every_label_has_two_independent_training_lineages():
-    from finetune.data.build import DEFAULT_HOLDOUT
-    from finetune.data.render import make_renderer
+    from finetune.data.config import DEFAULT_HOLDOUT
 
     # One library per lineage is enough (FluidR3 stands for FluidR3 + MuseScore General).
     names = [n for n in ("fluidr3", "timgm6mb", "sf_gmbank", "freepats")
-             if n not in DEFAULT_HOLDOUT and SOURCES[n].available()]
+             if n not in DEFAULT_HOLDOUT and available(SOURCES[n])]
     if len(names) < 3:
         pytest.skip(f"needs the Debian sample libraries installed, found only {names}")
     lineages: dict[str, set[str]] = {l: set() for l in LABELS}
@@ -115,9 +117,9 @@ def test_every_label_has_two_independent_training_lineages():
     assert not short, short
 
 
-@pytest.mark.skipif(not SOURCES["freepats"].available(), reason="timidity / freepats not installed")
+@pytest.mark.skipif(not available(SOURCES["freepats"]), reason="timidity / freepats not installed")
 def test_timidity_batches_stay_aligned():
-    from finetune.data.render import TimidityRenderer
+    from finetune.data.engines.timidity import TimidityRenderer
 
     prog = next(p for p in load_programs() if p.gm_name.startswith("Acoustic Guitar (nylon)"))
     parts = [Part(prog, [Note(0.8 + 0.1 * i, 0.4, 60, 110)]) for i in range(5)]
@@ -130,10 +132,9 @@ def test_timidity_batches_stay_aligned():
 
 def test_drum_kit_library_plays_only_the_standard_kit_and_its_one_shots_sound():
     from finetune.data.music import drum_hits
-    from finetune.data.render import make_renderer
 
     src = SOURCES["avl_black_pearl"]
-    if not src.available():
+    if not available(src):
         pytest.skip("needs Debian avldrums.lv2-soundfont (scripts/install.sh)")
     renderer = make_renderer(src)
     usable, excluded = probe_programs(renderer)

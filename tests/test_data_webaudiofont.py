@@ -14,8 +14,10 @@ import pytest
 import soundfile as sf
 
 from finetune.data import webaudiofont as waf
+from finetune.data.engines import available, make_renderer
+from finetune.data.engines import webaudiofont as player
 from finetune.data.music import Note, Part
-from finetune.data.render import make_renderer, probe_programs
+from finetune.data.rows.rendered import probe_programs
 from finetune.data.sources import SOURCES, Program
 
 MIRROR = Path("/work/.mirror/surikov+webaudiofontdata/repo")
@@ -70,7 +72,7 @@ def _bank(tmp_path: Path, presets: dict[str, list[dict]]) -> Path:
     return root
 
 
-def _renderer(tmp_path: Path, presets: dict[str, list[dict]]) -> waf.WebAudioFontRenderer:
+def _renderer(tmp_path: Path, presets: dict[str, list[dict]]) -> player.WebAudioFontRenderer:
     out = tmp_path / "extracted"
     waf.extract(_bank(tmp_path, presets), out)
     return make_renderer(dataclasses.replace(SOURCES["generaluser_gs"], path=str(out)))
@@ -103,7 +105,7 @@ def test_parse_handles_slashes_in_strings_envelope_lists_and_trailing_commas():
           "ahdsr:[{duration:0.1,volume:1},{duration:1,volume:0.5},],},]};")
     zone = waf.parse_preset(js)["zones"][0]
     assert zone["file"] == "ab//cd/+e=" and zone["originalPitch"] == 6000
-    assert waf._envelope(zone["ahdsr"]) == ((0.1, 1.0), (1.1, 0.5))
+    assert player._envelope(zone["ahdsr"]) == ((0.1, 1.0), (1.1, 0.5))
 
 
 @pytest.mark.parametrize("text", ["", "var x = 3;", "var x={zones:[]};", "var x={zones:[{a:1,}"])
@@ -145,7 +147,7 @@ def test_note_has_its_pitch_and_stops_after_release(tmp_path):
     octave_up = r.render(Part(PIANO, [Note(0.05, 0.6, 81, 127)]), 1.5)
     assert _pitch(octave_up) == pytest.approx(882, rel=0.01)
     assert _rms(a, 0.0, 0.04) < 1e-4 and _rms(a, 0.2, 0.6) > 0.2
-    assert _rms(a, 0.05 + 0.6 + waf.RELEASE_SECONDS + 0.01, 1.5) < 1e-4
+    assert _rms(a, 0.05 + 0.6 + player.RELEASE_SECONDS + 0.01, 1.5) < 1e-4
 
 
 def test_looped_note_sustains_beyond_its_sample(tmp_path):
@@ -197,10 +199,10 @@ def test_drums_play_by_key(tmp_path):
 def test_registered_source_probe_and_availability(tmp_path):
     src = SOURCES["generaluser_gs"]
     assert src.engine == "webaudiofont"
-    assert not dataclasses.replace(src, path=str(tmp_path)).available()
+    assert not available(dataclasses.replace(src, path=str(tmp_path)))
     r = _renderer(tmp_path, {"0000": [_zone(_tone(441, 1.0), loop=(2205, 19845))],
                              "0400": [_zone(_tone(441, 1.0, saw=True), loop=(2205, 19845))]})
-    assert dataclasses.replace(src, path=str(r.folder)).available()
+    assert available(dataclasses.replace(src, path=str(r.folder)))
     usable, missing = probe_programs(r, (VIOLIN, TRUMPET, KIT))
     assert usable == [VIOLIN]
     assert missing == {"Trumpet": "not in library", "Standard Kit": "not in library"}
@@ -229,7 +231,7 @@ def test_real_generaluser_trumpet_from_the_mirror(tmp_path):
 
 
 def test_the_build_opens_the_bank_like_any_other_library(tmp_path):
-    from finetune.data.build import open_library
+    from finetune.data.rows.rendered import open_library
 
     out = tmp_path / "extracted"
     waf.extract(_bank(tmp_path, {"0000": [_zone(_tone(441, 1.0), loop=(2205, 19845))]}), out)

@@ -87,7 +87,7 @@ def _f0(x: np.ndarray) -> float:
 @pytest.fixture
 def renderer_for(tmp_path):
     pytest.importorskip("pysfizz")
-    from finetune.data.sfz_render import SfzRenderer
+    from finetune.data.engines.sfz import SfzRenderer
 
     def make(spec):
         return SfzRenderer(library_sources(tmp_path, (spec,))[spec.name])
@@ -166,7 +166,7 @@ def test_chord_folder_library_plays_one_recorded_strum_per_note_untransposed(tmp
         assert abs(_f0(audio[1600:14400]) - 440) < 5, key
     audio = r.render(Part(prog, [Note(0.0, 1.0, 70, 100)]), 1.0)
     assert abs(_f0(audio[1600:14400]) - 300) < 5
-    from finetune.data.sfz_render import chord_sfz
+    from finetune.data.engines.sfz import chord_sfz
     with pytest.raises(ValueError, match="chord root"):
         chord_sfz(folder, "*.flac", spec.folder["chord_regex"])
 
@@ -257,11 +257,14 @@ def test_real_libraries_build_real_heldout_and_origin(tmp_path, monkeypatch):
     pytest.importorskip("pysfizz")
     pytest.importorskip("fluidsynth")
     datasets = pytest.importorskip("datasets")
-    from finetune.data.build import REAL_HELDOUT_PER_LIBRARY, build
+    from finetune.data.build import build
+    from finetune.data.config import BuildConfig
+    from finetune.data.engines import available
+    from finetune.data.rows.rendered import REAL_HELDOUT_PER_LIBRARY
     from finetune.data.sources import SOURCES
 
     small = ("timgm6mb", "sf_gmbank")
-    if not all(SOURCES[s].available() for s in small):
+    if not all(available(SOURCES[s]) for s in small):
         pytest.skip("timgm6mb / csound SoundFonts not installed")
     root = tmp_path / "libs"
     specs = [make_library(root, "realflute", "flute", "train"), make_library(root, "realsax", "saxophone", "heldout")]
@@ -269,8 +272,8 @@ def test_real_libraries_build_real_heldout_and_origin(tmp_path, monkeypatch):
     manifest.write_text(json.dumps({"libraries": [{**s.__dict__, "sfz": list(s.sfz)} for s in specs]}))
     monkeypatch.setattr(libraries, "MANIFEST", manifest)
     out = tmp_path / "ds"
-    build(out, hours=40 * 1.0 / 3600, seed=0, clip_seconds=1.0, holdout=("sf_gmbank",), sources=small,
-          val_fraction=0.1, real=False, progress=False, libraries=root)
+    build(BuildConfig(out=str(out), hours=40 * 1.0 / 3600, seed=0, clip_seconds=1.0, holdout=["sf_gmbank"],
+                      sources=list(small), val_fraction=0.1, no_real=True, quiet=True, libraries=str(root)))
     dd = datasets.load_from_disk(str(out))
     assert set(dd) == {"train", "validation", "real_heldout"}
     held = dd["real_heldout"]
@@ -302,7 +305,7 @@ def test_load_clips_infers_origin_for_datasets_without_the_column(tmp_path):
 def test_a_label_with_real_libraries_gets_half_its_solo_clips_from_them_whatever_their_number():
     from types import SimpleNamespace
 
-    from finetune.data.build import Library, plan_clip
+    from finetune.data.rows.rendered import Library, plan_clip
     from finetune.data.sources import load_programs
 
     flute = next(p for p in load_programs() if p.label == "flute")

@@ -1,1 +1,2 @@
-"""Building the instrument dataset: rendering, sources, bring-your-own data, real sets, the dataset card."""
+"""Building the instrument dataset: sample libraries (``sources``) played by rendering engines (``engines/``)
+into the rows of each split (``rows/``), written with a dataset card by ``python -m finetune.data``."""

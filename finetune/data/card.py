@@ -9,7 +9,6 @@ import platform
 import shlex
 from pathlib import Path
 
-from finetune.data import negatives
 from finetune.data.sources import SOURCES
 from instrusense.taxonomy import LABELS
 
@@ -51,8 +50,10 @@ def _left_out(name: str, lib) -> str:
 
 
 def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_sources, open_seconds: float,
-               argv, seed: int, hours: float, clip_seconds: float, real_heldout=()) -> Path:
-    splits = [s for s in ("train", "validation", "real_heldout", "real", negatives.HELDOUT_SPLIT) if stats.clips[s]]
+               argv, seed: int, hours: float, clip_seconds: float, real_heldout=(), sections=()) -> Path:
+    """``sections``: the row sources' own sections (``RowSource.card_section``), after the others."""
+    known = ("train", "validation", "real_heldout", "real", "negatives")
+    splits = [s for s in known if stats.clips[s]] + [s for s in stats.clips if s not in known]
     rendered_seconds = stats.seconds["train"] + stats.seconds["validation"]
     rendered_bytes = sizes.get("train", 0) + sizes.get("validation", 0)
     speed = rendered_seconds / stats.render_wall if stats.render_wall else float("nan")
@@ -134,9 +135,7 @@ def write_card(out: Path, *, libs, stats, sizes: dict[str, int], holdout, train_
         "\n- non-instrument negatives: see their section\n- `real-eval`: shared/real-eval (see its README: CC0 / CC-BY 3.0 Salamander Grand Piano by Alexander "
         "Holm)\n- `sonic-pi`: Debian sonic-pi-samples (freesound.org, CC0)\n- `lmms`: Debian lmms-common samples",
     ]
-    neg_counts = {k: v for k, v in stats.source.items() if k[1] in negatives.MIX}
-    if neg_counts:
-        parts.append(negatives.card_section(neg_counts))
+    parts.extend(sections)
     card = "\n\n".join(parts) + "\n"
     path = Path(out) / "README.md"
     path.write_text(card)

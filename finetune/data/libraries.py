@@ -21,9 +21,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from finetune.data.sources import LibrarySpec, Source
 from instrusense.taxonomy import LABEL_INDEX
 
 log = logging.getLogger(__name__)
@@ -31,40 +31,6 @@ log = logging.getLogger(__name__)
 MANIFEST = Path(__file__).with_name("libraries.json")
 ROLES = ("train", "heldout")
 STAMP = ".instrusense-commit"  # written after a complete extraction: the commit it holds
-DEBIAN = "debian:"  # a manifest repo "debian:PACKAGE" is a Debian package; its commit is the package version
-
-
-@dataclass(frozen=True)
-class LibrarySpec:
-    """One (library, label) entry of the manifest."""
-
-    name: str
-    repo: str
-    commit: str
-    licence: str
-    label: str
-    role: str
-    lineage: str
-    description: str = ""
-    sfz: tuple[str, ...] = ()
-    folder: dict | None = None  # plain folder: {"path", "glob", and "note_regex" or "chord_regex"}
-    include: tuple[str, ...] = ()  # the only paths extracted; empty: the whole repository
-    header: str = ""  # SFZ text put before a .sfz file (e.g. a #define the library leaves undefined)
-    replace: dict[str, str] = field(default_factory=dict)  # text replaced in a .sfz file (e.g. .wav -> .ogg)
-    aliases: dict[str, str] = field(default_factory=dict)  # link -> target inside the checkout (Samples -> samples)
-    transcode: str = ""  # samples with this suffix (".ogg": Opus, which sfizz cannot read) get a FLAC copy
-    drum_map: dict[int, int] = field(default_factory=dict)  # GM key -> kit key
-    restriction: str = ""
-
-    @property
-    def checkout(self) -> str:
-        """Folder name of the repository at its commit (entries of one repository share it)."""
-        return self.repo.replace("/", "+").replace(":", "+")
-
-    @property
-    def debian_package(self) -> str:
-        """The Debian package the library comes from ("" for a GitHub repository)."""
-        return self.repo.removeprefix(DEBIAN) if self.repo.startswith(DEBIAN) else ""
 
 
 def load_manifest(path: str | Path | None = None) -> tuple[LibrarySpec, ...]:
@@ -99,11 +65,9 @@ def library_root(spec: LibrarySpec, root: Path) -> Path:
     return Path(root) / spec.checkout
 
 
-def library_sources(root: str | Path, specs: tuple[LibrarySpec, ...] | None = None) -> dict:
+def library_sources(root: str | Path, specs: tuple[LibrarySpec, ...] | None = None) -> dict[str, Source]:
     """name -> :class:`~finetune.data.sources.Source` (engine "sfz", origin "real") of every manifest
     library, played from its checkout under ``root`` (the ``fetch --out`` folder)."""
-    from finetune.data.sources import Source
-
     return {s.name: Source(s.name, str(library_root(s, Path(root))), "sfz", s.lineage,
                            f"{s.description} ({s.repo} @ {s.commit[:12]}, {s.licence})", origin="real",
                            library=s)

@@ -2,7 +2,7 @@
 and drum one-shots.
 
 Everything here is pure: a ``numpy.random.Generator`` and a :class:`~finetune.data.sources.Program` in,
-a :class:`Part` (timed MIDI notes and pitch bends) out. Rendering to audio lives in ``render.py``.
+a :class:`Part` (timed MIDI notes and pitch bends) out, for any engine (``engines/``) to play.
 """
 
 from __future__ import annotations

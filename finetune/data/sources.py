@@ -1,29 +1,23 @@
-"""Sound sources the renderer can draw on, and which taxonomy labels each one actually has.
+"""What a clip is rendered from: General MIDI programs mapped to labels, and the sample libraries.
 
-A *source* is one sample library: a SoundFont played through FluidSynth, the GUS patches of
-``freepats`` played through TiMidity, or a bank of webaudiofont wavetables extracted to a folder. ``gm_programs.csv`` maps General MIDI programs and drum kits to
-taxonomy labels; a source offers a program only if the library has it *and* it sounds (not silent,
-not a fall-back to the piano), which :func:`probe_programs` checks by rendering one test note.
+Plain data read by every other module of the build, so it imports none of them. A source names the kind
+of engine that plays it (``engines/``); ``gm_programs.csv`` maps General MIDI programs and drum kits to
+taxonomy labels.
 """
 
 from __future__ import annotations
 
 import csv
-import re
-import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from instrusense.taxonomy import LABEL_INDEX
-
-if TYPE_CHECKING:
-    from finetune.data.libraries import LibrarySpec
 
 PROGRAMS_CSV = Path(__file__).with_name("gm_programs.csv")
 DRUM_BANK = 128
 GENERALUSER_GS_DIR = Path(__file__).resolve().parents[2] / "cache" / "generaluser-gs"
+DEBIAN = "debian:"  # a manifest repo "debian:PACKAGE" is a Debian package; its commit is the package version
 
 
 @dataclass(frozen=True)
@@ -45,13 +39,45 @@ class Program:
 
 
 @dataclass(frozen=True)
+class LibrarySpec:
+    """One (library, label) entry of the real-library manifest (``libraries.json``)."""
+
+    name: str
+    repo: str
+    commit: str
+    licence: str
+    label: str
+    role: str
+    lineage: str
+    description: str = ""
+    sfz: tuple[str, ...] = ()
+    folder: dict | None = None  # plain folder: {"path", "glob", and "note_regex" or "chord_regex"}
+    include: tuple[str, ...] = ()  # the only paths extracted; empty: the whole repository
+    header: str = ""  # SFZ text put before a .sfz file (e.g. a #define the library leaves undefined)
+    replace: dict[str, str] = field(default_factory=dict)  # text replaced in a .sfz file (e.g. .wav -> .ogg)
+    aliases: dict[str, str] = field(default_factory=dict)  # link -> target inside the checkout (Samples -> samples)
+    transcode: str = ""  # samples with this suffix (".ogg": Opus, which sfizz cannot read) get a FLAC copy
+    drum_map: dict[int, int] = field(default_factory=dict)  # GM key -> kit key
+    restriction: str = ""
+
+    @property
+    def checkout(self) -> str:
+        """Folder name of the repository at its commit (entries of one repository share it)."""
+        return self.repo.replace("/", "+").replace(":", "+")
+
+    @property
+    def debian_package(self) -> str:
+        """The Debian package the library comes from ("" for a GitHub repository)."""
+        return self.repo.removeprefix(DEBIAN) if self.repo.startswith(DEBIAN) else ""
+
+
+@dataclass(frozen=True)
 class Source:
     """A sample library. ``lineage`` groups libraries that share recordings (not independent)."""
 
     name: str
     path: str
-    # "fluidsynth" (SoundFont), "timidity" (GUS patch config), "sfz" (a real library) or "webaudiofont" (extracted)
-    engine: str
+    engine: str  # the kind of engine that plays it (a module of ``engines/``): fluidsynth, timidity, sfz, webaudiofont
     lineage: str
     description: str
     # A drum-kit-only library: its one preset (bank, program), played as GM Standard Kit (bank 128, 0).
@@ -64,17 +90,6 @@ class Source:
         if self.drum_kit is None:
             return prog.bank, prog.program
         return self.drum_kit if (prog.bank, prog.program) == (DRUM_BANK, 0) else None
-
-    def available(self) -> bool:
-        if self.engine == "sfz":
-            return Path(self.path).is_dir()
-        if self.engine == "webaudiofont":
-            from finetune.data.webaudiofont import BANK_INDEX
-
-            return (Path(self.path) / BANK_INDEX).is_file()
-        if not Path(self.path).is_file():
-            return False
-        return self.engine != "timidity" or shutil.which("timidity") is not None
 
 
 # MuseScore General was built from FluidR3Mono (S. Christian Collins), so the two share many samples:
@@ -119,39 +134,3 @@ def load_programs(path: str | Path = PROGRAMS_CSV) -> tuple[Program, ...]:
         rows.append(Program(int(r["bank"]), int(r["program"]), r["gm_name"], r["label"], int(r["low"]),
                             int(r["high"]), r["poly"] == "1", r["sustain"] == "1"))
     return tuple(rows)
-
-
-def timidity_programs(cfg_path: str | Path) -> set[tuple[int, int]]:
-    """(bank, program) pairs a TiMidity config defines: ``bank N`` / ``drumset N`` sections of patch lines."""
-    found: set[tuple[int, int]] = set()
-    bank = None
-    for line in Path(cfg_path).read_text(errors="replace").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if m := re.match(r"^bank\s+(\d+)", line):
-            bank = ("bank", int(m.group(1)))
-        elif m := re.match(r"^drumset\s+(\d+)", line):
-            bank = ("drumset", int(m.group(1)))
-        elif bank and (m := re.match(r"^(\d+)\s+\S+", line)):
-            kind, num = bank
-            if kind == "bank" and num == 0:
-                found.add((0, int(m.group(1))))
-            elif kind == "drumset":
-                found.add((DRUM_BANK, num))
-    return found
-
-
-def timidity_drum_keys(cfg_path: str | Path) -> dict[int, set[int]]:
-    """drumset number -> the MIDI keys a TiMidity config defines in it."""
-    keys: dict[int, set[int]] = {}
-    current = None
-    for line in Path(cfg_path).read_text(errors="replace").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if m := re.match(r"^drumset\s+(\d+)", line):
-            current = int(m.group(1))
-        elif re.match(r"^bank\s+", line):
-            current = None
-        elif current is not None and (m := re.match(r"^(\d+)\s+\S+", line)):
-            keys.setdefault(current, set()).add(int(m.group(1)))
-    return keys

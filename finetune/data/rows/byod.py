@@ -17,7 +17,7 @@ from pathlib import Path
 
 import datasets
 
-from finetune.data.real import read_audio, row, windows
+from finetune.data.rows.real import read_audio, row, windows
 from finetune.data.schema import features
 from instrusense.taxonomy import LABELS, to_taxonomy
 

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from finetune.data.clips import crop
+from finetune.data.config import BuildConfig
 from finetune.data.libraries import extract_from_mirror
+from finetune.data.rows.base import RowSource, Stats, flac_bytes
 from finetune.data.schema import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -314,3 +316,28 @@ def card_section(counts: dict[tuple[str, str], int]) -> str:
         "(training the octaves between); click rates 10-30/s (training 0.5-8/s); exponential sweeps (training "
         "linear); noise floors -58 to -45 dBFS (training -80 to -58). Evaluate with "
         "`python -m finetune.evaluation.negatives`.\n\n" + "\n".join(f"- `{k}`: {v}" for k, v in LICENCES.items()))
+
+
+class NegativeRows(RowSource):
+    """The negatives of one split ("train" or the held-out "negatives") as a source of the build."""
+
+    def __init__(self, split: str, n_clips: int, seed: int, seconds: float, fsdd: str | Path | None):
+        super().__init__(split, seconds)
+        self.n_clips, self.seed, self.fsdd = n_clips, seed, fsdd
+
+    def rows(self, stats: Stats) -> Iterator[dict]:
+        return negative_rows(self.split, self.n_clips, self.seed, self.seconds, self.fsdd, flac_bytes)
+
+    @classmethod
+    def card_section(cls, stats: Stats) -> str | None:
+        counts = {k: v for k, v in stats.source.items() if k[1] in MIX}
+        return card_section(counts) if counts else None
+
+
+def row_sources(config: BuildConfig) -> list[RowSource]:
+    """With ``--negatives N``: N training clips after the rest of train, and the held-out split."""
+    if not config.negatives:
+        return []
+    fsdd = str(config.fsdd) if config.fsdd else None
+    return [NegativeRows("train", config.negatives, config.seed, config.clip_seconds, fsdd),
+            NegativeRows(HELDOUT_SPLIT, config.negatives_heldout, config.seed, config.clip_seconds, fsdd)]

@@ -9,18 +9,19 @@ from __future__ import annotations
 import csv
 import logging
 import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
+from finetune.data.config import REAL_EVAL_DIR, BuildConfig
+from finetune.data.rows.base import RowSource, Stats, flac_bytes
 from finetune.data.schema import FPS, SAMPLE_RATE
 from instrusense.taxonomy import LABEL_INDEX
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-REAL_EVAL_DIR = REPO.parent / "shared" / "real-eval"
 SONIC_PI_DIR = Path("/usr/share/sonic-pi/samples")
 LMMS_DIR = Path("/usr/share/lmms/samples")
 
@@ -84,17 +85,11 @@ def windows(audio: np.ndarray, clip_seconds: float, max_windows: int,
 
 def row(audio: np.ndarray, labels: list[str], source: str, kind: str, name: str) -> dict:
     """A dataset row for a whole-clip label (activity all ones)."""
-    import io
-
-    import soundfile as sf
-
     peak = np.abs(audio).max()
     if peak > 1.0:
         audio = audio / peak
-    buf = io.BytesIO()
-    sf.write(buf, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
     frames = max(1, int(np.ceil(len(audio) / SAMPLE_RATE * FPS - 1e-6)))
-    return {"audio": {"bytes": buf.getvalue(), "path": name}, "labels": list(labels), "source": source,
+    return {"audio": {"bytes": flac_bytes(audio), "path": name}, "labels": list(labels), "source": source,
             "kind": kind, "activity": [[1.0] * frames for _ in labels], "origin": "real"}
 
 
@@ -143,3 +138,25 @@ def real_rows(clip_seconds: float = 4.0, real_eval_dir: Path = REAL_EVAL_DIR) ->
     yield from real_eval_rows(real_eval_dir, clip_seconds)
     yield from sample_pack_rows(SONIC_PI_DIR, SONIC_PI_RULES, "sonic-pi", clip_seconds)
     yield from sample_pack_rows(LMMS_DIR, LMMS_RULES, "lmms", clip_seconds)
+
+
+class RealRows(RowSource):
+    """The ``real`` split: real-eval and the matching sample-pack recordings, whole-file lengths."""
+
+    def __init__(self, seconds: float, real_eval_dir: Path = REAL_EVAL_DIR):
+        super().__init__("real", seconds)
+        self.real_eval_dir = real_eval_dir
+
+    def rows(self, stats: Stats) -> Iterator[dict]:
+        t, n = time.perf_counter(), 0
+        for r in real_rows(self.seconds, self.real_eval_dir):
+            n += 1
+            yield r
+        log.info("real split: %d clips in %.1f s", n, time.perf_counter() - t)
+
+    def row_seconds(self, row: dict) -> float:
+        return len(row["activity"][0]) / 10
+
+
+def row_sources(config: BuildConfig) -> list[RowSource]:
+    return [] if config.no_real else [RealRows(config.clip_seconds, Path(config.real_eval_dir))]

@@ -1,12 +1,11 @@
-"""Real sample libraries played through the sfizz SFZ sampler (PyPI ``pysfizz``), like a SoundFont.
+"""Real sample libraries played through the sfizz SFZ sampler (PyPI ``pysfizz``), like a SoundFont, so that
+a library plays the notes, phrases, chords and drum patterns that ``finetune.data.music`` makes.
 
-:class:`SfzRenderer` has the interface of :class:`~finetune.data.render.FluidRenderer`
-(``has_preset``, ``render``), so a library plays the notes, phrases, chords and drum patterns that
-``finetune.data.music`` makes. Each ``.sfz`` file of a library is one :class:`Program` of its label,
-its key range the GM playing range clamped to the keys the file maps; a note outside the mapped keys
-is moved by octaves into them. Plain WAV folders get a generated SFZ (one region per file, the key
-read from the file name); a folder of chord recordings (guitar strums) gets one key per chord root,
-played without transposing, so each note of a plan sounds one strum and chords are not stacked.
+Each ``.sfz`` file of a library is one :class:`Program` of its label, its key range the GM playing range
+clamped to the keys the file maps; a note outside the mapped keys is moved by octaves into them. Plain WAV
+folders get a generated SFZ (one region per file, the key read from the file name); a folder of chord
+recordings (guitar strums) gets one key per chord root, played without transposing, so each note of a plan
+sounds one strum and chords are not stacked.
 """
 
 from __future__ import annotations
@@ -17,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from finetune.data.libraries import LibrarySpec
+from finetune.data.engines.base import Engine, events
 from finetune.data.music import Part
 from finetune.data.schema import SAMPLE_RATE
-from finetune.data.sources import DRUM_BANK, Program, Source, load_programs
+from finetune.data.sources import DRUM_BANK, LibrarySpec, Program, Source, load_programs
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +146,17 @@ def _label_row(label: str) -> Program:
                    max(r.high for r in rows), rows[0].poly, rows[0].sustain)
 
 
-class SfzRenderer:
+class SfzRenderer(Engine):
     """One real library (one label): each .sfz file is a program, played by its own sfizz synth."""
+
+    kind = "sfz"
 
     def __init__(self, source: Source, sample_rate: int = SAMPLE_RATE):
         from pysfizz import _sfizz  # imported lazily so that the rest works without pysfizz
 
         if source.library is None:
             raise ValueError(f"{source.name} is not an SFZ library")
-        self.source = source
-        self.sample_rate = sample_rate
+        super().__init__(source, sample_rate)
         spec = source.library
         row = _label_row(spec.label)
         drums = spec.label == "drums"
@@ -183,6 +183,10 @@ class SfzRenderer:
             self.keys[prog.gm_name] = keys
             self.programs.append(prog)
 
+    @classmethod
+    def available(cls, source: Source) -> bool:
+        return Path(source.path).is_dir()
+
     def has_preset(self, prog: Program) -> bool:
         return prog.gm_name in self.synths
 
@@ -200,15 +204,13 @@ class SfzRenderer:
         return int(pool[np.abs(pool - pitch).argmin()])
 
     def render(self, part: Part, seconds: float) -> np.ndarray:
-        from finetune.data.render import _events
-
         if not self.has_preset(part.program):
             raise ValueError(f"{self.source.name} lacks {part.program.gm_name}")
         synth = self.synths[part.program.gm_name]
         total = int(round(seconds * self.sample_rate))
         n_blocks = -(-total // BLOCK)
         by_block: dict[int, list] = {}
-        for t, _order, kind, a, b in _events(part):
+        for t, _order, kind, a, b in events(part):
             at = int(round(t * self.sample_rate))
             if at < n_blocks * BLOCK:
                 by_block.setdefault(at // BLOCK, []).append((at % BLOCK, kind, a, b))
