@@ -157,9 +157,9 @@ def write_model_card(model_dir: Path, run: dict, best_step: int | None, history:
     return path
 
 
-def update_card(path: str | Path, section: str, results: dict) -> bool:
+def update_card(path: str | Path, section: str, results: dict, model_key: str = "whisper") -> bool:
     """Put an evaluation's markdown between the card's markers (appended if missing) and its fine-tuned
-    model's metrics into the front matter's `model-index`."""
+    model's (``model_key``'s) metrics into the front matter's `model-index`."""
     path = Path(path)
     if not path.is_file():
         log.warning("no model card at %s; not updated", path)
@@ -173,7 +173,7 @@ def update_card(path: str | Path, section: str, results: dict) -> bool:
         text = text.rstrip() + "\n\n" + block + "\n"
     card = ModelCard(text)
     card.data.model_name = card.data.model_name or MODEL_NAME
-    card.data.eval_results = eval_results(results) or None
+    card.data.eval_results = eval_results(results, model_key) or None
     path.write_text(str(card))
     log.info("model card %s updated", path)
     return True

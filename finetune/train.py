@@ -1,15 +1,21 @@
 """Fine-tune a pretrained audio transformer into the InstruSense instrument classifier.
 
-    python -m finetune.train finetune/recipes/restart.json          # a shipped recipe (JSON)
-    python -m finetune.train --base cache/whisper-base --dataset data/instruments \
-        --output_dir models/instrusense --run_dir runs/whisper-l3 --max_steps 1200
+    python -m finetune.train finetune/recipes/restart.json --init_from models/instrusense --seed 1 \
+        --run_dir runs/restart --output_dir runs/restart/model   # a shipped recipe (JSON); flags after it override it
+    python -m finetune.train --encoder_layers 3 --init_from models/instrusense --seed 1 \
+        --run_dir runs/restart --output_dir runs/restart/model   # that recipe by the defaults (default dataset)
 
 Reads like the recipe it is: typed arguments (`HfArgumentParser`: flags or one JSON file) → data in
 memory → classifier on the pretrained base (`finetune.modeling`) → a plain torch loop over the seeded,
 augmented batch stream (`finetune.batches`), multi-label BCE (plus an optional loss on the families),
 a higher learning rate for the new head than for the pretrained encoder, warm-up and cosine decay,
-periodic validation scored by the library's own analysis (`finetune.evaluation.scoring`), resumable
+periodic validation scored by the library's own analysis (`finetune.scoring`), resumable
 checkpoints → the best checkpoint saved in Hugging Face format with its model card.
+The defaults are the shipped recipe, `recipes/restart.json` (every stage of the shipped model after the
+first): half the examples mixed with other clips, varispeed of ±2 semitones for pitched clips, the loss on
+the families, 2000 steps at head/encoder rates 5e-4/5e-5, validation every 500 steps. Three values stay
+the caller's: `--encoder_layers` (default: every block of the base; the recipes keep Whisper-base's
+first 3), `--eval_limit` (default: every clip) and `--threads`. A recipe file names every value it relies on.
 Any `--base` works: a converted Whisper directory or a Hub id (`openai/whisper-base`,
 `MIT/ast-finetuned-audioset-10-10-0.4593`, wav2vec2/HuBERT bases) where the Hub is reachable.
 Options the experiment log (finetune/EXPERIMENTS.md) found no use for were removed; they are in the
@@ -32,12 +38,12 @@ from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
 
 from finetune.batches import TrainBatches, batch_stream
 from finetune.data.clips import Clips, load_clips
-from finetune.data.schema import SAMPLE_RATE
-from finetune.evaluation.metrics import multi_hot, summary
-from finetune.evaluation.scoring import score_clips
+from finetune.data.schema import DEFAULT_DATASET, SAMPLE_RATE
+from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
 from finetune.modeling import build_classifier, init_head_from_data, load_weights, param_groups, save_model
 from finetune.records import AVERAGE_RECORD, RUN_RECORD, read_record
+from finetune.scoring import score_clips
 from instrusense.logs import configure_logging
 from instrusense.model import resolve_device, tagger_from, to_device
 from instrusense.taxonomy import FAMILIES, LABEL_INDEX
@@ -58,18 +64,18 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    dataset: str = field(default="data/instruments", metadata={"help": "DatasetDict from `python -m finetune.data`"})
+    dataset: str = field(default=DEFAULT_DATASET, metadata={"help": "DatasetDict from `python -m finetune.data`"})
     train_split: str = field(default="train", metadata={"help": "split to train on"})
     eval_splits: str = field(default="validation,real", metadata={"help": "comma-separated splits to report"})
     select_on: str = field(default="validation", metadata={"help": "split whose mAP picks the best checkpoint"})
     augment: bool = field(default=True, metadata={"help": "random recording effects on every training example"})
     short_fraction: float = field(default=0.25, metadata={
         "help": "share of examples cut to 0.1–3 s and zero-padded, as the app pads short recordings"})
-    mix_fraction: float = field(default=0.0, metadata={
+    mix_fraction: float = field(default=0.5, metadata={
         "help": "share of examples that get 1-2 crops of other training clips mixed in (labels: the union)"})
-    pitch_shift: float = field(default=0.0, metadata={
+    pitch_shift: float = field(default=2.0, metadata={
         "help": "play every training clip up to this many semitones faster or slower (varispeed; 0: off)"})
-    pitch_shift_drums: bool = field(default=True, metadata={
+    pitch_shift_drums: bool = field(default=False, metadata={
         "help": "with --pitch_shift: shift clips with drums too (false: pitched clips only)"})
     eval_limit: int | None = field(default=None, metadata={"help": "evaluate on at most N clips per split"})
 
@@ -78,13 +84,13 @@ class DataArguments:
 class TrainArguments:
     output_dir: str = field(default="models/instrusense", metadata={"help": "where the final model goes"})
     run_dir: str = field(default="runs/instrusense", metadata={"help": "checkpoints and logs (resumable)"})
-    max_steps: int = field(default=1200, metadata={"help": "optimizer steps"})
+    max_steps: int = field(default=2000, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=16)
-    head_lr: float = field(default=1e-3, metadata={"help": "learning rate of the new head"})
+    head_lr: float = field(default=5e-4, metadata={"help": "learning rate of the new head"})
     encoder_lr: float = field(default=5e-5, metadata={"help": "learning rate of the pretrained encoder (0 freezes it)"})
     weight_decay: float = field(default=0.01)
     warmup_fraction: float = field(default=0.05)
-    eval_every: int = field(default=200, metadata={"help": "evaluate and checkpoint every N steps"})
+    eval_every: int = field(default=500, metadata={"help": "evaluate and checkpoint every N steps"})
     threads: int = field(default=0, metadata={"help": "torch threads (0: torch default)"})
     device: str = field(default="auto", metadata={
         "help": "auto (a CUDA GPU when there is one), cpu, cuda or cuda:N; on a GPU the forward pass runs in bfloat16 "
@@ -95,7 +101,7 @@ class TrainArguments:
     seed: int = field(default=0)
     init_batches: int = field(default=24, metadata={"help": "batches used to initialise the projector from data"})
     save_dtype: str = field(default="float16", metadata={"help": "dtype of the saved weights (float16 or float32)"})
-    family_loss: float = field(default=0.0, metadata={
+    family_loss: float = field(default=1.0, metadata={
         "help": "weight of a second BCE on the eight families (a family's logit: logsumexp of its labels' logits), "
                 "so that a mistake across families costs more than one inside a family; 0: off"})
 

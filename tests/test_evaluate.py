@@ -7,9 +7,9 @@ import pytest
 
 from finetune.evaluation.baselines import AstArguments, MfccArguments, MfccBaseline, fit_mfcc, make_ast
 from finetune.evaluation.evaluate import main as evaluate_main
-from finetune.evaluation.scoring import score_clips
+from finetune.metrics import family_accuracy, mean_average_precision, multi_hot, part_metrics, topk_accuracy
 from finetune.model_card import CARD_END, CARD_START
-from finetune.evaluation.metrics import family_accuracy, mean_average_precision, multi_hot, part_metrics, topk_accuracy
+from finetune.scoring import score_clips
 from instrusense.taxonomy import LABEL_INDEX, LABELS
 
 
@@ -72,14 +72,22 @@ def test_evaluate_writes_one_table_for_every_model(eval_dataset, tiny_whisper, m
     card = tmp_path / "README.md"
     card.write_text(f"# model\n\n{CARD_START}\nSTALE TABLE\n{CARD_END}\n\nafter\n")
     out = tmp_path / "results"
-    assert evaluate_main(["--dataset", eval_dataset, "--whisper", tiny_whisper, "--ast", str(ast),
-                          "--mfcc", mfcc_dir, "--out", str(out), "--card", str(card)]) == 0
+    assert evaluate_main(["--dataset", eval_dataset, "--model", f"mfcc={mfcc_dir}", "--model", f"ast={ast}",
+                          "--model", f"whisper={tiny_whisper}", "--model", f"whisper_int8={tiny_whisper}:int8",
+                          "--out", str(out), "--card", str(card)]) == 0
     md = (out / "results.md").read_text()
-    for title in ("MFCC statistics + logistic regression", "small AST from scratch", "fine-tuned Whisper-base"):
+    titles = ("MFCC statistics + logistic regression", "small AST from scratch", "fine-tuned Whisper-base",
+              "fine-tuned Whisper-base, int8 (the app's default on CPUs)")
+    for title in titles:
         for part in ("validation solo", "validation mixtures", "real (all)", "real-eval only"):
             assert f"| {title} | {part} |" in md
+    assert [md.index(f"| {t} | validation solo |") for t in titles] == sorted(md.index(f"| {t} | validation solo |")
+                                                                         for t in titles)  # in --model order
+    assert "beats MFCC statistics" in md and "beats small AST" in md and "beats fine-tuned" not in md
     assert "Per-label F1" in md and "| flute |" in md and "python -m finetune.evaluation.evaluate" in md
     results = json.loads((out / "results.json").read_text())
+    assert list(results["models"]) == ["mfcc", "ast", "whisper", "whisper_int8"]
+    assert results["models"]["whisper_int8"]["parameters"] < results["models"]["whisper"]["parameters"]  # int8 packed
     rows = results["models"]["whisper"]["rows"]
     assert rows["validation solo"]["clips"] == 4 and rows["validation mixtures"]["clips"] == 1
     assert rows["real (all)"]["clips"] == 4 and rows["real-eval only"]["clips"] == 2
@@ -90,56 +98,81 @@ def test_evaluate_writes_one_table_for_every_model(eval_dataset, tiny_whisper, m
     assert "| fine-tuned Whisper-base |" in text
 
     # a missing model is skipped with a note, not an error
-    assert evaluate_main(["--dataset", eval_dataset, "--whisper", str(tmp_path / "nope"), "--ast", "",
-                          "--mfcc", mfcc_dir, "--out", str(tmp_path / "r2"), "--limit", "3"]) == 0
+    assert evaluate_main(["--dataset", eval_dataset, "--model", f"mfcc={mfcc_dir}", "ast=",
+                          f"whisper={tmp_path / 'nope'}", "--out", str(tmp_path / "r2"), "--limit", "3"]) == 0
     md2 = (tmp_path / "r2" / "results.md").read_text()
     assert "Not evaluated" in md2 and "| fine-tuned Whisper-base |" not in md2
 
 
+def test_models_are_named_on_the_command_line_and_their_kind_read_from_the_path(mfcc_dir, tiny_whisper, tmp_path):
+    from finetune.evaluation.evaluate import ModelSpec, gather_models, model_kind, model_specs
+
+    assert gather_models(["--model", "a=x", "--out", "o", "--model", "b=y:int8", "c=", "--model=d=z"]) == [
+        "--out", "o", "--model", "a=x", "b=y:int8", "c=", "d=z"]
+    assert gather_models(["--out", "o"]) == ["--out", "o"]
+    assert model_specs(["a=x", "b=y:int8", "c="]) == [ModelSpec("a", "x"), ModelSpec("b", "y", True), ModelSpec("c", "")]
+    for bad in (["x"], ["=x"], ["a=x", "a=y"]):
+        with pytest.raises(ValueError):
+            model_specs(bad)
+    assert model_kind(mfcc_dir) == "mfcc" and model_kind(tiny_whisper) == "transformers"
+    assert model_kind("openai/whisper-base") == "hub" and model_kind(str(tmp_path / "nope")) is None
+    assert model_kind(str(tmp_path)) is None  # a folder with neither marker
+    with pytest.raises(ValueError, match="int8"):
+        evaluate_main(["--model", f"m={mfcc_dir}:int8", "--dataset", str(tmp_path / "none"), "--out", str(tmp_path)])
+
+
+def test_the_tuned_model_is_chosen_by_name(eval_dataset, tiny_whisper, mfcc_dir, tmp_path):
+    out = tmp_path / "results"
+    assert evaluate_main(["--dataset", eval_dataset, "--model", f"mfcc={mfcc_dir}", f"candidate={tiny_whisper}",
+                          "--tuned", "candidate", "--out", str(out)]) == 0
+    md = (out / "results.md").read_text()
+    assert "| candidate | validation solo |" in md and "### Per-label F1 (candidate," in md
+    assert "validation solo: top1 beats MFCC statistics + logistic regression" in md
+
+
 def test_carry_over_keeps_a_missing_models_rows_only_when_scored_on_the_same_clips(eval_dataset, mfcc_dir, tmp_path):
     out = tmp_path / "results"
-    base = ["--dataset", eval_dataset, "--whisper", "", "--ast", "", "--out", str(out)]
+    base = ["--dataset", eval_dataset, "--out", str(out)]
 
     def run(*extra: str) -> dict:
         assert evaluate_main(base + list(extra)) == 0
         return json.loads((out / "results.json").read_text())
 
-    first = run("--mfcc", mfcc_dir)
-    carried = run("--mfcc", str(tmp_path / "gone"), "--carry_over")
+    first = run("--model", f"mfcc={mfcc_dir}")
+    carried = run("--model", f"mfcc={tmp_path / 'gone'}", "--carry_over")
     assert carried["models"]["mfcc"]["rows"] == first["models"]["mfcc"]["rows"]
     assert carried["models"]["mfcc"]["carried_over_from"] == first["date"]
     md = (out / "results.md").read_text()
     assert "| MFCC statistics + logistic regression | validation solo |" in md
     assert "Carried over unchanged" in md and first["date"] in md
-    assert run("--mfcc", "", "--carry_over")["models"]["mfcc"]["carried_over_from"] == first["date"]  # kept
+    assert run("--model", "mfcc=", "--carry_over")["models"]["mfcc"]["carried_over_from"] == first["date"]  # kept
 
     # a file written before fingerprints: matched on dataset, subset and clip counts
     legacy = {k: v for k, v in first.items() if k not in ("clips_sha1", "clips_sha1_by_split")}
     (out / "results.json").write_text(json.dumps(legacy))
-    assert "mfcc" in run("--mfcc", "", "--carry_over")["models"]
+    assert "mfcc" in run("--model", "mfcc=", "--carry_over")["models"]
     (out / "results.json").write_text(json.dumps(legacy))
-    assert "mfcc" not in run("--mfcc", "", "--carry_over", "--limit", "3")["models"]
+    assert "mfcc" not in run("--model", "mfcc=", "--carry_over", "--limit", "3")["models"]
 
     # other clips, or no flag: nothing is carried
-    run("--mfcc", mfcc_dir)
-    other = run("--mfcc", "", "--carry_over", "--limit", "3")
+    run("--model", f"mfcc={mfcc_dir}")
+    other = run("--model", "mfcc=", "--carry_over", "--limit", "3")
     assert "mfcc" not in other["models"] and "mfcc" in other["skipped"]
-    run("--mfcc", mfcc_dir)
-    assert "mfcc" not in run("--mfcc", "")["models"]
+    run("--model", f"mfcc={mfcc_dir}")
+    assert "mfcc" not in run("--model", "mfcc=")["models"]
 
 
 def test_carry_over_keeps_rows_of_the_splits_a_newer_build_shares(eval_dataset, mfcc_dir, tmp_path):
     import datasets
 
     out = tmp_path / "results"
-    assert evaluate_main(["--dataset", eval_dataset, "--whisper", "", "--ast", "", "--mfcc", mfcc_dir,
-                          "--out", str(out)]) == 0
+    assert evaluate_main(["--dataset", eval_dataset, "--model", f"mfcc={mfcc_dir}", "--out", str(out)]) == 0
     first = json.loads((out / "results.json").read_text())
     newer = datasets.load_from_disk(eval_dataset)
     newer["real_heldout"] = newer["validation"].select(range(2))  # a split the first run did not have
     newer.save_to_disk(str(tmp_path / "newer"))
-    assert evaluate_main(["--dataset", str(tmp_path / "newer"), "--whisper", "", "--ast", "", "--mfcc", "",
-                          "--out", str(out), "--carry_over"]) == 0
+    assert evaluate_main(["--dataset", str(tmp_path / "newer"), "--model", "mfcc=", "--out", str(out),
+                          "--carry_over"]) == 0
     carried = json.loads((out / "results.json").read_text())["models"]["mfcc"]
     assert carried["rows"] == first["models"]["mfcc"]["rows"] and carried["carried_over_from"] == first["date"]
 
@@ -149,19 +182,19 @@ def test_carry_over_survives_a_second_build_that_changes_a_split_the_carried_mod
     import datasets
 
     out = tmp_path / "results"
-    base = ["--whisper", "", "--ast", "", "--out", str(out)]
-    assert evaluate_main(["--dataset", eval_dataset, "--mfcc", mfcc_dir] + base) == 0
+    base = ["--out", str(out)]
+    assert evaluate_main(["--dataset", eval_dataset, "--model", f"mfcc={mfcc_dir}"] + base) == 0
     first = json.loads((out / "results.json").read_text())
     for n, name in ((2, "b1"), (3, "b2")):  # two builds in turn, each with another real_heldout
         build = datasets.load_from_disk(eval_dataset)
         build["real_heldout"] = build["validation"].select(range(n))
         build.save_to_disk(str(tmp_path / name))
-        assert evaluate_main(["--dataset", str(tmp_path / name), "--mfcc", "", "--carry_over"] + base) == 0
+        assert evaluate_main(["--dataset", str(tmp_path / name), "--model", "mfcc=", "--carry_over"] + base) == 0
         result = json.loads((out / "results.json").read_text())
         assert result["models"]["mfcc"]["rows"] == first["models"]["mfcc"]["rows"], name
         assert result["models"]["mfcc"]["carried_over_from"] == first["date"]
     changed = datasets.load_from_disk(eval_dataset)
     changed["validation"] = changed["validation"].select(range(len(changed["validation"]) - 1))  # one it scored
     changed.save_to_disk(str(tmp_path / "b3"))
-    assert evaluate_main(["--dataset", str(tmp_path / "b3"), "--mfcc", "", "--carry_over"] + base) == 0
+    assert evaluate_main(["--dataset", str(tmp_path / "b3"), "--model", "mfcc=", "--carry_over"] + base) == 0
     assert "mfcc" not in json.loads((out / "results.json").read_text())["models"]

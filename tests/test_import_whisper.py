@@ -1,4 +1,4 @@
-"""Tests for finetune.import_whisper: CT2 parsing, strict mapping, and an end-to-end proof that the
+"""Tests for finetune.base_model.import_whisper: CT2 parsing, strict mapping, and an end-to-end proof that the
 converted checkpoint is really Whisper (it transcribes synthetic speech correctly)."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finetune import ct2_reader as ct2
-from finetune import import_whisper as iw
+from finetune.base_model import ct2_reader as ct2
+from finetune.base_model import import_whisper as iw
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 

@@ -1,11 +1,11 @@
 """One inference path: evaluation and training score a clip exactly as `python -m instrusense analyze` scores
-a file holding it (finetune.evaluation.scoring)."""
+a file holding it (finetune.scoring)."""
 
 import numpy as np
 import soundfile as sf
 
 from conftest import tone
-from finetune.evaluation.scoring import score_clips
+from finetune.scoring import score_clips
 from instrusense.analysis import analyze_file
 from instrusense.model import load_tagger, tagger_from
 from instrusense.settings import Settings

@@ -181,3 +181,20 @@ def test_the_shipped_recipes_name_only_arguments_the_training_command_has(recipe
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainArguments))
     m, d, t = parser.parse_args_into_dataclasses(args=recipe_args([str(recipe)]))
     assert m.encoder_layers == 3 and d.mix_fraction == 0.5 and not d.pitch_shift_drums
+
+
+def test_the_defaults_are_the_shipped_restart_recipe():
+    """`python -m finetune.train` without flags trains as the shipped model's later stages did; the recipe adds
+    only what is the caller's: the data, Whisper-base's depth, the evaluation subset and the threads."""
+    from dataclasses import asdict
+
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainArguments))
+    recipe = Path(__file__).parents[1] / "finetune" / "recipes" / "restart.json"
+    from_recipe = parser.parse_args_into_dataclasses(args=recipe_args([str(recipe)]))
+    defaults = (ModelArguments(), DataArguments(), TrainArguments())
+    differ = {k for r, d in zip(from_recipe, defaults) for k, v in asdict(r).items() if asdict(d)[k] != v}
+    assert differ == {"dataset", "encoder_layers", "eval_limit", "threads"}
+    d, t = defaults[1], defaults[2]
+    assert (d.mix_fraction, d.pitch_shift, d.pitch_shift_drums, t.family_loss) == (0.5, 2.0, False, 1.0)

@@ -1,15 +1,25 @@
 """One command, one table: every model on the same held-out and real clips, scored the same way.
 
-    python -m finetune.evaluation.evaluate --dataset data/instruments-10h --whisper models/instrusense \
-        --ast runs/baselines/ast/model --mfcc runs/baselines/mfcc --out finetune/results \
-        [--card models/instrusense/README.md] [--limit N]
+    python -m finetune.evaluation.evaluate [--dataset data/instruments-v4] --model mfcc=runs/baselines/mfcc \
+        --model ast=runs/baselines/ast/model --model whisper=models/instrusense \
+        --model whisper_int8=models/instrusense:int8 --out finetune/results \
+        [--card models/instrusense/README.md] [--limit N] [--carry_over]
+
+`--model NAME=PATH` (repeatable; the table lists the models in that order) names a model and where it is; its
+kind comes from the path: a folder with `model.npz` is an MFCC baseline (`finetune.evaluation.baselines`), a
+folder with `config.json` a `transformers` checkpoint, anything else that looks like a Hub id (`owner/name`)
+is loaded from the Hub. `PATH:int8` scores a `transformers` model with dynamic int8 linears on the CPU, as
+the app runs by default. `NAME=` (no path) names a model that is not scored here (see `--carry_over`).
+The names `mfcc`, `ast`, `whisper` and `whisper_int8` get their long titles in the table; the model named
+`whisper` (`--tuned` names another) is the one the bars, the per-label tables and the card's metrics are
+about, and every other model with another checkpoint is a baseline it must beat.
 
 Rows: model × part — validation solo clips, validation mixtures (the held-out SoundFont, never seen
 in training), real recordings (all) and the shared/real-eval subset alone. Columns: clips, top-1,
 top-3, family accuracy, mAP, macro F1 (threshold 0.5); per-label F1 for every row in results.json.
-Every model is scored by `finetune.evaluation.scoring.score_clips`: the library's own analysis, so a
+Every model is scored by `finetune.scoring.score_clips`: the library's own analysis, so a
 clip's scores are what `python -m instrusense analyze` reports for a file of that length. A model whose path is
-missing is skipped with a note. Writes results.json and results.md to --out; with --card, the
+missing (or not given) is skipped with a note. Writes results.json and results.md to --out; with --card, the
 markdown also goes between `<!-- eval:start -->` and `<!-- eval:end -->` of a model card.
 `--from_results` re-renders the markdown (and the card) from an existing results.json.
 `--carry_over` keeps the rows of a model that is not on this machine (a baseline that takes an hour to
@@ -38,16 +48,20 @@ import torch
 from transformers import HfArgumentParser
 
 from finetune.data.clips import Clips, load_clips
-from finetune.evaluation.metrics import multi_hot, part_metrics, solo_mask
+from finetune.data.schema import DEFAULT_DATASET
+from finetune.metrics import multi_hot, part_metrics, solo_mask
 from finetune.model_card import update_card
-from finetune.evaluation.scoring import score_clips
+from finetune.scoring import score_clips
 from instrusense.logs import configure_logging
+from instrusense.model import ModelUnavailableError
 from instrusense.settings import Settings
 from instrusense.taxonomy import LABELS
 
 log = logging.getLogger("finetune.evaluation.evaluate")
 
-FINE_TUNED = "whisper"
+FINE_TUNED = "whisper"  # the default --tuned
+DEFAULT_MODELS = ("mfcc=runs/baselines/mfcc", "ast=runs/baselines/ast/model", f"{FINE_TUNED}=models/instrusense")
+MFCC_MARKER, HF_MARKER, INT8_SUFFIX = "model.npz", "config.json", ":int8"
 MODEL_TITLES = {
     "mfcc": "MFCC statistics + logistic regression",
     "ast": "small AST from scratch",
@@ -75,10 +89,13 @@ MIN_REAL_EVAL_LABEL_TOP1 = 0.50  # no real-eval label below this (issue 27)
 
 @dataclass
 class EvalArguments:
-    dataset: str = field(default="data/instruments-10h", metadata={"help": "DatasetDict with validation and real"})
-    whisper: str | None = field(default="models/instrusense", metadata={"help": "fine-tuned Whisper checkpoint"})
-    ast: str | None = field(default="runs/baselines/ast/model", metadata={"help": "AST baseline checkpoint"})
-    mfcc: str | None = field(default="runs/baselines/mfcc", metadata={"help": "MFCC baseline folder"})
+    dataset: str = field(default=DEFAULT_DATASET, metadata={"help": "DatasetDict with validation and real"})
+    model: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS), metadata={
+        "help": "NAME=PATH, repeatable, in table order: an MFCC baseline folder (model.npz), a transformers "
+                "checkpoint folder (config.json) or Hub id; PATH:int8 scores a transformers model in dynamic int8 "
+                "on the CPU; NAME= (no path) is not scored (its rows can be carried over)"})
+    tuned: str = field(default=FINE_TUNED, metadata={
+        "help": "the model (by NAME) that the bars, the per-label tables and the card's metrics are about"})
     out: str = field(default="finetune/results", metadata={"help": "folder for results.json and results.md"})
     card: str | None = field(default=None, metadata={"help": "model card README.md to refresh between the markers"})
     limit: int | None = field(default=None, metadata={"help": "score at most N clips per split (quick runs)"})
@@ -86,10 +103,70 @@ class EvalArguments:
     batch_size: int = field(default=32)
     threads: int = field(default=0, metadata={"help": "torch threads (0: torch default)"})
     device: str = field(default="auto", metadata={"help": "auto (a CUDA GPU when there is one), cpu, cuda or cuda:N"})
-    int8: bool = field(default=False, metadata={"help": "also score the fine-tuned model with dynamic int8 linears"})
     from_results: bool = field(default=False, metadata={"help": "only re-render out/results.json (and the card)"})
     carry_over: bool = field(default=False, metadata={
         "help": "a model not given or missing keeps its rows from out/results.json if scored on the same clips"})
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One `--model NAME=PATH[:int8]`."""
+
+    name: str
+    path: str  # "" when not given
+    int8: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> ModelSpec:
+        name, sep, path = spec.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--model takes NAME=PATH (PATH may end in {INT8_SUFFIX}), got {spec!r}")
+        int8 = path.endswith(INT8_SUFFIX)
+        return cls(name.strip(), path[:-len(INT8_SUFFIX)] if int8 else path, int8)
+
+
+def model_specs(values: list[str]) -> list[ModelSpec]:
+    specs = [ModelSpec.parse(v) for v in values]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--model names must differ, got {names}")
+    return specs
+
+
+def gather_models(argv: list[str]) -> list[str]:
+    """`--model A --model B C` (or `--model=A`) as one `--model A B C` at the end, so the flag repeats."""
+    rest, values, seen, i = [], [], False, 0
+    while i < len(argv):
+        if argv[i] == "--model":
+            seen, i = True, i + 1
+            while i < len(argv) and not argv[i].startswith("--"):
+                values.append(argv[i])
+                i += 1
+        elif argv[i].startswith("--model="):
+            seen = True
+            values.append(argv[i][len("--model="):])
+            i += 1
+        else:
+            rest.append(argv[i])
+            i += 1
+    return rest + (["--model", *values] if seen else [])
+
+
+def model_kind(path: str) -> str | None:
+    """"mfcc" (a folder with model.npz), "transformers" (a folder with config.json), "hub" (nothing here, but a
+    Hub id's shape: `name` or `owner/name`), or None (a local path with neither marker)."""
+    local = Path(path)
+    if (local / MFCC_MARKER).is_file():
+        return "mfcc"
+    if (local / HF_MARKER).is_file():
+        return "transformers"
+    if not local.exists() and not path.startswith((".", "/", "~")) and path.count("/") <= 1:
+        return "hub"
+    return None
+
+
+def title(name: str) -> str:
+    return MODEL_TITLES.get(name, name)
 
 
 # ------------------------------------------------------------------------------------------- scoring
@@ -118,12 +195,11 @@ def score_parts(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> dict
     return rows
 
 
-def int8_scorer(path: str, batch_size: int, device: str = "cpu"):
-    return hf_scorer(path, batch_size, quantize=True, device="cpu")  # dynamic int8 runs on CPUs only
-
-
 def hf_scorer(path: str, batch_size: int, quantize: bool = False, device: str = "auto"):
-    """Clip scorer for a checkpoint trained by finetune.train, loaded as the app and CLI load it."""
+    """Clip scorer for a `transformers` checkpoint over the taxonomy's labels (trained by finetune.train), loaded
+    as the app and CLI load it; `quantize`: dynamic int8 linears, which run on CPUs only."""
+    if quantize:
+        device = "cpu"
     from instrusense.model import load_tagger
 
     tagger = load_tagger(path, 0, quantize, device)
@@ -137,7 +213,9 @@ def hf_scorer(path: str, batch_size: int, quantize: bool = False, device: str = 
     return (lambda clips: score_clips(tagger, clips.waves, settings)), info
 
 
-def mfcc_scorer(path: str, batch_size: int, device: str = "cpu"):
+def mfcc_scorer(path: str, batch_size: int, quantize: bool = False, device: str = "cpu"):
+    if quantize:
+        raise ValueError(f"{path}: {INT8_SUFFIX} applies to transformers checkpoints, not to an MFCC baseline")
     from finetune.evaluation.baselines import MfccBaseline
 
     model = MfccBaseline.load(path)
@@ -206,6 +284,10 @@ def machine() -> dict:
 
 
 def evaluate(a: EvalArguments, command: str = "") -> dict:
+    plan = [(spec, model_kind(spec.path) if spec.path else None) for spec in model_specs(a.model)]
+    for spec, kind in plan:
+        if spec.int8 and kind == "mfcc":
+            raise ValueError(f"{spec.path}: {INT8_SUFFIX} applies to transformers checkpoints, not to an MFCC baseline")
     if a.threads:
         torch.set_num_threads(a.threads)
     started = time.time()
@@ -220,41 +302,45 @@ def evaluate(a: EvalArguments, command: str = "") -> dict:
     previous = json.loads(previous_file.read_text()) if a.carry_over and previous_file.is_file() else {}
     row_clips = {name: n for name, split, which in PARTS
                  if split in splits and (n := int(part_mask(splits[split], which).sum()))}
-    candidates = [("mfcc", a.mfcc, mfcc_scorer), ("ast", a.ast, hf_scorer), ("whisper", a.whisper, hf_scorer)]
-    if a.int8:
-        candidates.append(("whisper_int8", a.whisper, int8_scorer))
-    for key, path, make in candidates:
-        marker = "model.npz" if key == "mfcc" else "config.json"
-        if not path or not (Path(path) / marker).is_file():
-            note = f"no {marker} at {path}" if path else "not given"
+    for spec, kind in plan:
+        key, path = spec.name, spec.path
+        t0 = time.time()
+        scorer, note = None, f"no {HF_MARKER} or {MFCC_MARKER} at {path}" if path else "not given"
+        if kind == "hub":
+            try:
+                scorer, info = hf_scorer(path, a.batch_size, quantize=spec.int8, device=a.device)
+            except ModelUnavailableError:
+                note = f"could not load {path} (no such folder here, nor on the Hub)"
+        elif kind is not None:
+            make = mfcc_scorer if kind == "mfcc" else hf_scorer
+            scorer, info = make(path, a.batch_size, quantize=spec.int8, device=a.device)
+        if scorer is None:
             carried = carried_rows(previous, key, splits, row_clips, results["args"])
             if carried is not None:
-                log.info("%s: %s; rows carried over from %s", MODEL_TITLES[key], note, carried["carried_over_from"])
+                log.info("%s: %s; rows carried over from %s", title(key), note, carried["carried_over_from"])
                 results["models"][key] = carried
                 continue
-            log.warning("skipping %s: %s", MODEL_TITLES[key], note)
+            log.warning("skipping %s: %s", title(key), note)
             results["skipped"][key] = note
             continue
-        t0 = time.time()
-        scorer, info = make(path, a.batch_size, device=a.device)
         scores = {name: scorer(clips) for name, clips in splits.items()}
         info["seconds"] = round(time.time() - t0, 1)
         info["rows"] = score_parts(scores, splits)
         results["models"][key] = info
         log.info("%s: %s (%.0f s)", key, json.dumps({r: {k: v for k, v in m.items() if k != "per_label_f1"}
                                                      for r, m in info["rows"].items()}), info["seconds"])
-    results["bars"] = check_bars(results["models"])
+    results["bars"] = check_bars(results["models"], a.tuned)
     return results
 
 
 # ------------------------------------------------------------------------------------------ reporting
 
 
-def check_bars(models: dict) -> list[dict]:
-    """The issue's bars for the fine-tuned model, and whether it beats each baseline on every row
-    (top-1 on solo rows, mAP on the mixture row)."""
+def check_bars(models: dict, tuned_name: str = FINE_TUNED) -> list[dict]:
+    """The issue's bars for the fine-tuned model, and whether it beats each baseline (every other model with
+    another checkpoint) on every row (top-1 on solo rows, mAP on the mixture row)."""
     out = []
-    tuned = models.get(FINE_TUNED)
+    tuned = models.get(tuned_name)
     if tuned is None:
         return out
     for row, metric, minimum in BARS:
@@ -266,15 +352,15 @@ def check_bars(models: dict) -> list[dict]:
         worst = min(per_label, key=per_label.get)
         out.append({"check": f"real-eval only: every label's top1 ≥ {MIN_REAL_EVAL_LABEL_TOP1:g} (lowest: {worst})",
                     "value": per_label[worst], "passed": bool(per_label[worst] >= MIN_REAL_EVAL_LABEL_TOP1)})
-    for base in ("mfcc", "ast"):
-        if base not in models:
+    for base in models:
+        if base == tuned_name or models[base].get("path") == tuned.get("path"):
             continue
         for row, _, which in PARTS:
             metric = "mAP" if which == "mixtures" else "top1"
             if row not in tuned["rows"] or row not in models[base]["rows"]:
                 continue
             mine, theirs = tuned["rows"][row][metric], models[base]["rows"][row][metric]
-            out.append({"check": f"{row}: {metric} beats {MODEL_TITLES[base]}", "value": mine, "baseline": theirs,
+            out.append({"check": f"{row}: {metric} beats {title(base)}", "value": mine, "baseline": theirs,
                         "passed": bool(mine > theirs)})
     return out
 
@@ -302,12 +388,13 @@ def _table(header: list[str], rows: list[list]) -> str:
 def render_markdown(results: dict) -> str:
     models = results["models"]
     m = results["machine"]
+    tuned_name = results["args"].get("tuned", FINE_TUNED)
     rows = []
     for key, info in models.items():
         for name, _, _ in PARTS:
             if name in info["rows"]:
                 r = info["rows"][name]
-                rows.append([MODEL_TITLES[key], name, r["clips"], _pct(r["top1"]), _pct(r["top3"]), _pct(r["family"]),
+                rows.append([title(key), name, r["clips"], _pct(r["top1"]), _pct(r["top3"]), _pct(r["family"]),
                              _num(r["mAP"]), _num(r["macro_f1"])])
     parts = [
         "## Evaluation",
@@ -327,28 +414,28 @@ def render_markdown(results: dict) -> str:
     carried = {k: v["carried_over_from"] for k, v in models.items() if v.get("carried_over_from")}
     if carried:
         parts.append("Carried over unchanged from an earlier run of this command on the same clips (the checkpoint "
-                     "was not on this machine): " + "; ".join(f"{MODEL_TITLES[k]} (scored {d})"
+                     "was not on this machine): " + "; ".join(f"{title(k)} (scored {d})"
                                                              for k, d in carried.items()) + ".")
     if results.get("skipped"):
-        parts.append("Not evaluated: " + "; ".join(f"{MODEL_TITLES[k]} ({v})" for k, v in results["skipped"].items())
+        parts.append("Not evaluated: " + "; ".join(f"{title(k)} ({v})" for k, v in results["skipped"].items())
                      + ".")
     if results.get("bars"):
         parts.append("### Bars (fine-tuned model)\n" + _table(
             ["check", "value", "baseline", "passed"],
             [[b["check"], _num(b["value"]), _num(b.get("baseline")),
               {True: "yes", False: "**no**", None: "–"}[b["passed"]]] for b in results["bars"]]))
-    tuned = models.get(FINE_TUNED)
+    tuned = models.get(tuned_name)
     if tuned:
         names = [n for n, _, _ in PARTS if n in tuned["rows"]]
         label_rows = [[label] + [_num(tuned["rows"][n]["per_label_f1"].get(label, float("nan"))) for n in names]
                       for label in LABELS]
-        parts.append(f"### Per-label F1 ({MODEL_TITLES[FINE_TUNED]}, threshold 0.5; – = label absent)\n"
+        parts.append(f"### Per-label F1 ({title(tuned_name)}, threshold 0.5; – = label absent)\n"
                      + _table(["label"] + names, label_rows))
         real = [n for n in names if n.startswith("real") and tuned["rows"][n].get("per_label_top1")]
         if real:
             top1_rows = [[label] + [_hits(tuned["rows"][n], label) for n in real] for label in LABELS
                          if any(label in tuned["rows"][n]["per_label_top1"] for n in real)]
-            parts.append(f"### Per-label top-1 on real recordings ({MODEL_TITLES[FINE_TUNED]}; single-label clips, "
+            parts.append(f"### Per-label top-1 on real recordings ({title(tuned_name)}; single-label clips, "
                          "hits of clips)\n" + _table(["label"] + real, top1_rows))
     return "\n\n".join(parts) + "\n"
 
@@ -366,7 +453,8 @@ def _json_safe(x):
 def main(argv: list[str] | None = None) -> int:
     configure_logging("INFO")
     argv = sys.argv[1:] if argv is None else argv
-    (a,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
+    (a,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=gather_models(argv))
+    model_specs(a.model)  # a malformed --model fails here, before any data is read
     out = Path(a.out)
     if a.from_results:
         results = json.loads((out / "results.json").read_text())  # NaN were written as null
@@ -377,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     markdown = render_markdown(results)
     (out / "results.md").write_text(markdown)
     if a.card:
-        update_card(a.card, markdown, results)
+        update_card(a.card, markdown, results, results["args"].get("tuned", FINE_TUNED))
     print(markdown)
     return 0
 

@@ -1,8 +1,8 @@
 """How often a model stays quiet on sounds that are no instrument: the held-out ``negatives`` split.
 
-    python -m finetune.evaluation.negatives --model models/instrusense --dataset data/instruments [--out DIR]
+    python -m finetune.evaluation.negatives --model models/instrusense [--dataset data/instruments-v4] [--out DIR]
 
-Every clip is scored as `python -m instrusense analyze` scores a file (`finetune.evaluation.scoring.score_clips`,
+Every clip is scored as `python -m instrusense analyze` scores a file (`finetune.scoring.score_clips`,
 int8 on the CPU as the app runs by default); a clip is *clean* when no label reaches the threshold
 (`instrusense.settings`), i.e. the CLI, app and API say "No instrument detected". Reports the clean
 fraction overall, per source (FSDD, espeak, noise, clicks, hum, tone, sweep, silence, mixture) and per group
@@ -22,8 +22,9 @@ import numpy as np
 from transformers import HfArgumentParser
 
 from finetune.data.clips import load_clips
-from finetune.data.negatives import HELDOUT_SPLIT, SPEECH
-from finetune.evaluation.scoring import score_clips
+from finetune.data.rows.negatives import HELDOUT_SPLIT, SPEECH
+from finetune.data.schema import DEFAULT_DATASET
+from finetune.scoring import score_clips
 from instrusense.logs import configure_logging
 from instrusense.settings import Settings
 from instrusense.taxonomy import LABELS
@@ -36,7 +37,8 @@ BAR = 0.90
 @dataclass
 class NegativesArguments:
     model: str = field(metadata={"help": "checkpoint folder (or hub id) to score"})
-    dataset: str = field(metadata={"help": "dataset folder built with --negatives (has the 'negatives' split)"})
+    dataset: str = field(default=DEFAULT_DATASET, metadata={
+        "help": "dataset folder built with --negatives (has the 'negatives' split)"})
     split: str = field(default=HELDOUT_SPLIT, metadata={"help": "split of negative clips to score"})
     out: str | None = field(default=None, metadata={"help": "folder for negatives.json and negatives.md"})
     float32: bool = field(default=False, metadata={"help": "score in float32 instead of the app's int8"})

@@ -4,7 +4,7 @@ Frozen encoder, time-mean of every hidden state on one 3 s crop per clip (traini
 a logistic-regression probe per layer; prints top-1 / family accuracy on the held-out library and
 on real recordings. Used to choose how many encoder blocks the classifier keeps.
 
-    python -m finetune.evaluation.probe_layers --dataset data/instruments --train-limit 800
+    python -m finetune.evaluation.probe_layers --dataset data/instruments-v4 --train-limit 800
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from transformers import HfArgumentParser
 
 from finetune.augment import augment
 from finetune.data.clips import Clips, crop, load_clips
-from finetune.evaluation.metrics import family_accuracy, multi_hot, solo_mask, topk_accuracy
+from finetune.data.schema import DEFAULT_DATASET, SAMPLE_RATE
+from finetune.metrics import family_accuracy, multi_hot, solo_mask, topk_accuracy
 from finetune.modeling import build_classifier
-from finetune.data.schema import SAMPLE_RATE
 from instrusense.logs import configure_logging
 from instrusense.taxonomy import LABEL_INDEX
 
@@ -50,7 +50,7 @@ def layer_features(model, extractor, clips: Clips, window: int, do_augment: bool
 
 @dataclass
 class ProbeArguments:
-    dataset: str = field(default="data/instruments", metadata={"help": "DatasetDict with train, validation, real"})
+    dataset: str = field(default=DEFAULT_DATASET, metadata={"help": "DatasetDict with train, validation, real"})
     base: str = field(default="cache/whisper-base", metadata={"help": "the pretrained Whisper checkpoint"})
     train_limit: int = field(default=800, metadata={"help": "training clips the probes see"})
     seed: int = field(default=0)

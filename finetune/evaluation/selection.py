@@ -34,9 +34,10 @@ import numpy as np
 from transformers import HfArgumentParser
 
 from finetune.data.clips import Clips, load_clips
+from finetune.data.schema import DEFAULT_DATASET
 from finetune.evaluation.evaluate import BARS, hf_scorer, part_mask, score_parts
-from finetune.evaluation.metrics import mean_average_precision, multi_hot, per_label_top1, solo_mask
 from finetune.evaluation.negatives import BAR as NEGATIVES_BAR, summarise
+from finetune.metrics import mean_average_precision, multi_hot, per_label_top1, solo_mask
 from instrusense.settings import Settings
 from instrusense.taxonomy import LABELS
 from instrusense.logs import configure_logging
@@ -158,7 +159,7 @@ def labels_with_real_data(train: datasets.Dataset) -> frozenset[str]:
 class SelectionArguments:
     candidate: str = field(metadata={"help": "model directory saved by finetune.train or finetune.average"})
     shipped: str = field(default="models/instrusense", metadata={"help": "the model it would replace"})
-    dataset: str = field(default="data/instruments-v4", metadata={
+    dataset: str = field(default=DEFAULT_DATASET, metadata={
         "help": "has the validation and real splits (and real_heldout, negatives where built)"})
     batch_size: int = field(default=32)
     device: str = field(default="auto")

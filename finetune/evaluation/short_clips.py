@@ -4,7 +4,7 @@
 
 Issue 27 asks that 0.1–0.5 s recordings (a drum one-shot, a staccato note, a sample-library file) are
 analysed and score like long ones. Every cut is scored as `python -m instrusense analyze` scores a file of
-that length (int8 on the CPU, `finetune.evaluation.scoring.score_clips`); the table gives, per split and
+that length (int8 on the CPU, `finetune.scoring.score_clips`); the table gives, per split and
 length, the top-1 accuracy and the share of clips whose right label reaches the threshold (what the app
 shows as playing), beside the same clips whole.
 """
@@ -19,9 +19,9 @@ import numpy as np
 from transformers import HfArgumentParser
 
 from finetune.data.clips import Clips, load_clips
-from finetune.data.schema import SAMPLE_RATE
+from finetune.data.schema import DEFAULT_DATASET, SAMPLE_RATE
 from finetune.evaluation.evaluate import hf_scorer
-from finetune.evaluation.metrics import multi_hot, solo_mask
+from finetune.metrics import multi_hot, solo_mask
 from instrusense.logs import configure_logging
 from instrusense.model import ModelUnavailableError
 from instrusense.settings import Settings
@@ -59,7 +59,7 @@ def short_clip_rows(scorer, clips: Clips, seconds: tuple[float, ...], threshold:
 @dataclass
 class ShortClipArguments:
     models: list[str] = field(metadata={"help": "model folders to compare"})
-    dataset: str = field(default="data/instruments-v4", metadata={"help": "built dataset with real splits"})
+    dataset: str = field(default=DEFAULT_DATASET, metadata={"help": "built dataset with real splits"})
     splits: list[str] = field(default_factory=lambda: ["real", "real_heldout"])
     seconds: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5])
 

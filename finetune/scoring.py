@@ -4,6 +4,8 @@ Evaluation, model selection and the validation score during training all call `s
 published numbers are the numbers a user gets for a file of the clip's length: the same windows and
 hop, silent windows skipped, the recording's peak normalised, window scores pooled by
 `clip_confidence` (the top fraction of windows). Only decoding is skipped: the clips are in memory.
+A library module, like `finetune.metrics`: `finetune.train` and the commands of `finetune.evaluation`
+import it, it imports neither.
 """
 
 from __future__ import annotations
