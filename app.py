@@ -27,9 +27,10 @@ from instrusense.audio import AudioError
 from instrusense.export import analysis_record, audacity_labels, segments_csv
 from instrusense.formatting import percent, seconds
 from instrusense.logs import configure_logging, fields
-from instrusense.model import Stopped, tagger_or_reason
+from instrusense.model import tagger_or_reason
 from instrusense.plot import describe, label_plot
 from instrusense.settings import Settings, load_settings
+from instrusense.stopping import Stopped
 from instrusense.taxonomy import display_name
 from space_guards import BUSY, EXPORT_DIR, NOT_AN_UPLOAD, Busy, Slots, cancellable, guard, inside, refusal, uploads_only
 
@@ -203,7 +204,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
-    build_app(settings).launch(server_name=settings.host or None, server_port=settings.port,
+    build_app(settings).launch(server_name=settings.host or None, server_port=settings.port or None,
                                max_file_size=f"{settings.max_upload_mb:g}mb", css=PAGE_CSS)
 
 

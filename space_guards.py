@@ -28,7 +28,7 @@ from gradio_client.utils import is_http_url_like
 from starlette.requests import ClientDisconnect
 
 from instrusense.logs import fields
-from instrusense.model import StopSignal, check_stop
+from instrusense.stopping import StopSignal, check_stop
 from instrusense.settings import Settings
 
 log = logging.getLogger("instrusense.app")
@@ -218,7 +218,9 @@ def cancellable(handle, reasons: OrderedDict):
         stop = threading.Event()
         blocks = LocalContext.blocks.get(None)
         queue = getattr(blocks, "_queue", None)
-        event = queue.event_ids_to_events.get(LocalContext.event_id.get(None)) if queue else None
+        # `is not None`: the queue object is false while nothing else waits (test_a_killed_client_stops_its_
+        # analysis_with_nothing_else_queued)
+        event = queue.event_ids_to_events.get(LocalContext.event_id.get(None)) if queue is not None else None
 
         async def watch() -> None:
             while event is None or event.alive:

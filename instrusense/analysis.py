@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from instrusense.audio import Recording, load_audio, rms_dbfs
-from instrusense.model import StopSignal, Tagger, check_stop
+from instrusense.model import Tagger
+from instrusense.stopping import StopSignal
 from instrusense.scores import Segment, clip_confidence, extract_segments
 from instrusense.settings import Settings
 from instrusense.taxonomy import FAMILY_OF, LABELS
@@ -147,6 +148,5 @@ def analyze_file(path: str | Path, tagger: Tagger, settings: Settings,
                  should_stop: StopSignal | None = None) -> Analysis:
     """Decode a file and analyse it. Raises `AudioError` for unusable input, `Stopped` when told to stop."""
     rec = load_audio(path, tagger.sampling_rate, max_seconds=settings.max_duration_seconds,
-                     min_seconds=settings.min_duration_seconds)
-    check_stop(should_stop)
+                     min_seconds=settings.min_duration_seconds, should_stop=should_stop)
     return analyze_recording(rec, tagger, settings, should_stop)

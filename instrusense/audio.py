@@ -19,11 +19,15 @@ import torch
 import torchaudio.functional as AF
 
 from instrusense.native_output import native_output_to_log
+from instrusense.stopping import StopSignal, Stopped, check_stop
 
 log = logging.getLogger(__name__)
 
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 384_000
+MAX_CHANNELS = 64
+"""More channels than any recording people analyse (7.1 is 8, Ambisonics of order 7 is 64): a header claiming
+more is refused before decoding, as decoding time grows with channels × rate × duration."""
 EMPTY = "The recording is empty (it holds no audio samples)."
 _MAX_FILTER_TAPS = 1 << 21  # bounds torchaudio's resampling filter bank (~8 MB of float32)
 _BLOCK_SAMPLES = 1 << 20  # decode in blocks of ~4 MB: memory follows what is analysed, not the file
@@ -154,6 +158,7 @@ def _open_soundfile(path: Path, max_seconds: float) -> Iterator[_Source]:
     with sf.SoundFile(str(path)) as f:
         rate, total, channels = int(f.samplerate), int(f.frames), max(int(f.channels), 1)
         check_sample_rate(rate)
+        check_channels(channels)
         if total <= 0:
             raise AudioError(EMPTY)
         limit = min(total, int(math.ceil(max_seconds * rate)))
@@ -182,6 +187,7 @@ def _open_ffmpeg(path: Path, max_seconds: float) -> Iterator[_Source]:
     meta = decoder.metadata
     rate = int(meta.sample_rate or 0)
     check_sample_rate(rate)
+    check_channels(int(meta.num_channels or 1))
     step = max(_BLOCK_SAMPLES // max(int(meta.num_channels or 1), 1), 1) / rate
     source = _Source(rate, meta.duration_seconds_from_header, iter(()))  # 0.8 has no `duration_seconds`
     counting = source.seconds is None  # WebM from browsers: decoded to the end to learn the duration
@@ -218,6 +224,13 @@ def check_sample_rate(rate: int) -> None:
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise AudioError(f"Unsupported sample rate {rate} Hz: InstruSense reads {MIN_SAMPLE_RATE // 1000}"
                          f"–{MAX_SAMPLE_RATE // 1000} kHz audio.")
+
+
+def check_channels(channels: int) -> None:
+    """Raise `AudioError` for a channel count beyond `MAX_CHANNELS` (files and live streams alike)."""
+    if channels > MAX_CHANNELS:
+        raise AudioError(f"The file claims {channels} audio channels; InstruSense reads recordings of at most "
+                         f"{MAX_CHANNELS} channels.")
 
 
 def _undecodable(path: Path) -> AudioError:
@@ -274,11 +287,13 @@ class RecordingBuilder:
                          nonfinite_samples=self.nonfinite)
 
 
-def _read(opener, path: Path, sample_rate: int, max_seconds: float) -> Recording:
-    """Decode, mix down, clean and resample block by block: memory follows the output, not the file."""
+def _read(opener, path: Path, sample_rate: int, max_seconds: float, should_stop: StopSignal | None) -> Recording:
+    """Decode, mix down, clean and resample block by block: memory follows the output, not the file, and a
+    stop signal (a cancel, a time limit) is seen between blocks, so no file holds its caller for long."""
     with native_output_to_log(), opener(path, max_seconds) as source:
         builder = RecordingBuilder(source.rate, sample_rate)
         for block in source.blocks:
+            check_stop(should_stop)
             builder.push(block)
     if builder.samples_in == 0:
         raise AudioError(EMPTY)
@@ -295,31 +310,35 @@ def _finite(block: np.ndarray) -> tuple[np.ndarray, int]:
     return (np.where(bad, np.float32(0.0), block) if n_bad else block), n_bad
 
 
-def decode(path: str | Path, sample_rate: int, max_seconds: float) -> Recording:
-    """Mono float32 at `sample_rate` (at most `max_seconds`), NaN/Inf silenced, with the file's full duration."""
+def decode(path: str | Path, sample_rate: int, max_seconds: float, should_stop: StopSignal | None = None) -> Recording:
+    """Mono float32 at `sample_rate` (at most `max_seconds`), NaN/Inf silenced, with the file's full duration.
+    Raises `AudioError` for unusable input, `Stopped` once `should_stop` is set."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"File not found: {path.name}")
     if path.stat().st_size == 0:
         raise AudioError("The file is empty (0 bytes).")
     try:
-        return _read(_open_soundfile, path, sample_rate, max_seconds)
-    except AudioError:
+        return _read(_open_soundfile, path, sample_rate, max_seconds, should_stop)
+    except (AudioError, Stopped):  # a verdict on the file, or the caller gave up: no second decoder
         raise
     except Exception as sf_exc:  # libsndfile raises several types; all mean "could not read"
         sf_reason = str(sf_exc).strip() or type(sf_exc).__name__
     try:
-        return _read(_open_ffmpeg, path, sample_rate, max_seconds)
-    except AudioError:
+        return _read(_open_ffmpeg, path, sample_rate, max_seconds, should_stop)
+    except (AudioError, Stopped):  # a verdict on the file, or the caller gave up: no second decoder
         raise
     except Exception as ff_exc:
-        log.info("cannot decode %s: libsndfile: %s; ffmpeg: %s", path.name, sf_reason, ff_exc)
+        # the decoders' reasons name the file by its full path: the log shows only its name (no server paths)
+        log.info("cannot decode %s: libsndfile: %s; ffmpeg: %s", path.name, sf_reason.replace(str(path), path.name),
+                 str(ff_exc).replace(str(path), path.name))
     raise _undecodable(path)
 
 
-def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float, min_seconds: float) -> Recording:
-    """Decode, mix to mono, clean and resample a file for analysis."""
-    rec = decode(path, sample_rate, max_seconds)
+def load_audio(path: str | Path, sample_rate: int, *, max_seconds: float, min_seconds: float,
+               should_stop: StopSignal | None = None) -> Recording:
+    """Decode, mix to mono, clean and resample a file for analysis (stopping between blocks once told to)."""
+    rec = decode(path, sample_rate, max_seconds, should_stop)
     if rec.nonfinite_samples:
         log.warning("%s: %d non-finite samples replaced by silence", Path(path).name, rec.nonfinite_samples)
     return long_enough(rec, min_seconds)

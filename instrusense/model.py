@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import torch
 
 from instrusense.scores import activate
 from instrusense.settings import DEFAULT_MODEL, Settings
+from instrusense.stopping import StopSignal, check_stop
 from instrusense.taxonomy import LABEL_INDEX, LABELS, to_taxonomy
 
 log = logging.getLogger(__name__)
@@ -31,21 +30,6 @@ HOW_TO_GET_A_MODEL = (
 
 class ModelUnavailableError(RuntimeError):
     """The requested checkpoint cannot be loaded; the message says what to do."""
-
-
-class Stopped(Exception):
-    """The caller's stop signal was set: the work was abandoned between two batches."""
-
-
-StopSignal = Callable[[], bool] | threading.Event
-
-
-def check_stop(should_stop: StopSignal | None) -> None:
-    """Raise `Stopped` if the signal is set (an Event) or returns true (a callable)."""
-    if should_stop is None:
-        return
-    if should_stop.is_set() if isinstance(should_stop, threading.Event) else should_stop():
-        raise Stopped
 
 
 @dataclass

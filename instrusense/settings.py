@@ -92,8 +92,8 @@ class Settings:
     """How often the app prunes its upload and export folders (uploads cut off mid-body included)."""
     host: str = ""
     """Address the app listens on; empty lets Gradio decide (GRADIO_SERVER_NAME, else 127.0.0.1)."""
-    port: int = 7860
-    """Port the app listens on."""
+    port: int = 0
+    """Port the app listens on; 0 lets Gradio decide (GRADIO_SERVER_PORT, else 7860)."""
     log_level: str = "INFO"
     """Level of the logs written to stderr."""
 

@@ -24,15 +24,14 @@ import numpy as np
 import torch
 
 from instrusense.analysis import Analysis, analyze_recording, geometry_for, predict_windows
-from instrusense.audio import (AudioError, Recording, RecordingBuilder, check_sample_rate, long_enough, resample,
-                               rms_dbfs, to_mono)
+from instrusense.audio import (MAX_CHANNELS, AudioError, Recording, RecordingBuilder, check_sample_rate, long_enough,
+                               resample, rms_dbfs, to_mono)
 from instrusense.model import Tagger
 from instrusense.scores import Segment
 from instrusense.settings import Settings
 from instrusense.taxonomy import LABELS
 
 _CONTEXT_S = 0.05  # audio kept before a live window so that resampling its first samples has real context
-_MAX_CHANNELS = 64
 _INT_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0, np.dtype(np.int8): 128.0}
 _EPS = 1e-9
 
@@ -119,8 +118,8 @@ def to_float_mono(chunk: np.ndarray) -> np.ndarray:
         raise StreamError(f"Audio chunks must hold PCM samples (integers or floats), not {chunk.dtype}.")
     if chunk.ndim == 1:
         return chunk
-    if chunk.ndim != 2 or not 1 <= chunk.shape[1] <= _MAX_CHANNELS:
-        raise StreamError(f"An audio chunk must be (frames,) or (frames, channels ≤ {_MAX_CHANNELS}); "
+    if chunk.ndim != 2 or not 1 <= chunk.shape[1] <= MAX_CHANNELS:
+        raise StreamError(f"An audio chunk must be (frames,) or (frames, channels ≤ {MAX_CHANNELS}); "
                           f"got shape {chunk.shape}.")
     return to_mono(chunk)
 

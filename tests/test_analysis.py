@@ -8,7 +8,8 @@ import pytest
 from conftest import tone
 from instrusense.analysis import SILENT_MESSAGE, analyze_file
 from instrusense.export import analysis_record, audacity_labels, segments_csv
-from instrusense.model import ModelUnavailableError, Stopped, label_map_for, load_tagger
+from instrusense.model import ModelUnavailableError, label_map_for, load_tagger
+from instrusense.stopping import Stopped
 from instrusense.plot import label_plot
 from instrusense.scores import Segment
 from instrusense.settings import load_settings

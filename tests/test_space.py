@@ -332,3 +332,102 @@ def test_the_browser_keeps_the_reason_beside_the_input(url, tmp_path):
     assert shown["data"] == ["**Not analysed:** Could not decode notes.wav as audio: the file is not a recording "
                              "in a readable format, or it is corrupt. Readable formats: WAV, FLAC, OGG/Vorbis, Opus, "
                              "MP3, AIFF, and M4A/AAC/WebM where FFmpeg is installed."]
+
+
+@pytest.mark.slow
+def test_a_killed_client_stops_its_analysis_with_nothing_else_queued(url, extractor, long_clip):
+    """Gradio's queue object is false while nothing else waits: the abandonment must be seen all the same."""
+    started = extractor.calls
+    script = (f"from gradio_client import Client, handle_file\n"
+              f"Client({url + '/'!r}, verbose=False).predict(handle_file({str(long_clip)!r}), api_name='/analyze')\n")
+    client = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait(lambda: extractor.calls > started + 2, 60)  # the analysis is running, and nothing else is queued
+    finally:
+        client.kill()
+        client.wait()
+    time.sleep(2.0)
+    after_two_seconds = extractor.calls
+    time.sleep(1.0)
+    assert extractor.running == 0 and extractor.calls == after_two_seconds  # stopped within 2 s of the kill
+    assert extractor.calls - started < 79  # far from the whole 120 s recording
+
+
+@pytest.fixture(scope="module")
+def slow_to_decode(tmp_path_factory):
+    """0.1 MB of 8-channel 384 kHz FLAC silence: seconds of decoding and resampling before any model batch."""
+    path = tmp_path_factory.mktemp("slow") / "surround-384k.flac"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=384000:cl=7.1",
+                    "-t", "300", "-c:a", "flac", "-sample_fmt", "s16", str(path)], check=True)
+    return path
+
+
+@pytest.mark.slow
+def test_a_cancel_frees_the_slot_while_the_file_is_still_decoding(url, slow_to_decode, caplog):
+    caplog.set_level(logging.INFO, logger="instrusense.app")
+    value, fn_index = _upload(url, slow_to_decode), _fn_index(url)
+    session = uuid.uuid4().hex
+    with httpx.Client(base_url=url, timeout=30) as http:
+        event_id = http.post("/gradio_api/queue/join", json={"data": [value], "fn_index": fn_index,
+                                                             "session_hash": session, "event_data": None}
+                             ).json()["event_id"]
+        time.sleep(1.0)  # decoding: no model batch has run yet
+        http.post("/gradio_api/cancel", json={"session_hash": session, "fn_index": fn_index, "event_id": event_id})
+    cancelled = time.monotonic()
+    ended = lambda: any(slow_to_decode.name in r.getMessage() for r in caplog.records)  # noqa: E731
+    _wait(ended, 60)
+    assert time.monotonic() - cancelled < 5.0
+    line = next(r.getMessage() for r in caplog.records if slow_to_decode.name in r.getMessage())
+    assert 'outcome="cancelled"' in line
+
+
+def _wav_header_only(path: Path, channels: int, rate: int = 44100) -> Path:
+    """A PCM WAV whose header claims `channels` channels, with a little data."""
+    import struct
+
+    block = channels * 2
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, 16)
+    data = b"\0" * (block * 10)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def test_a_header_claiming_a_thousand_channels_is_refused_as_such(url, tmp_path):
+    value = _upload(url, _wav_header_only(tmp_path / "many.wav", 1000))
+    event, data = _outcome(url, _call(url, value).json()["event_id"])
+    assert event == "error"
+    assert "1000 audio channels" in json.loads(data)["error"] and "too short" not in json.loads(data)["error"]
+
+
+def test_an_undecodable_file_is_logged_without_server_paths(url, uploads, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    bad = tmp_path / "notes.mp3"
+    bad.write_bytes(b"these are my notes, not audio\n" * 40)
+    event, data = _outcome(url, _call(url, _upload(url, bad)).json()["event_id"])
+    assert event == "error" and "Could not decode notes.mp3" in json.loads(data)["error"]
+    lines = [r.getMessage() for r in caplog.records if "notes.mp3" in r.getMessage()]
+    assert any("cannot decode notes.mp3" in line for line in lines)
+    assert not [line for line in lines if str(uploads) in line or "/tmp" in line]
+
+
+@pytest.mark.slow
+def test_python_app_py_listens_on_gradio_server_port(tiny_whisper, tmp_path):
+    port = free_port()
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("INSTRUSENSE_")}
+    env.update(GRADIO_SERVER_PORT=str(port), INSTRUSENSE_MODEL=tiny_whisper, GRADIO_ANALYTICS_ENABLED="False",
+               GRADIO_TEMP_DIR=str(tmp_path))
+    app = subprocess.Popen([sys.executable, "app.py"], cwd=Path(__file__).resolve().parents[1], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def serving() -> bool:
+            assert app.poll() is None, "app.py exited"
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/config", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.5)
+                return False
+        _wait(serving, 120)
+    finally:
+        app.terminate()
+        app.wait(timeout=30)

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from space_guards import Busy, Slots, client_key, prune, queue_refusal
-from instrusense.model import Stopped
+from instrusense.stopping import Stopped
 
 
 def _entry(folder, name: str, size: int, age: float, now: float, is_dir: bool = False):
