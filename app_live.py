@@ -26,6 +26,7 @@ from instrusense.model import Tagger
 from instrusense.settings import Settings
 from instrusense.streaming import Hop, StreamAnalyser, StreamError
 from instrusense.taxonomy import LABELS, display_name
+from space_guards import LIVE
 
 log = logging.getLogger("instrusense.app.live")
 
@@ -154,6 +155,6 @@ def wire_live(controls: LiveControls, settings: Settings, tagger: Tagger | None,
     c = controls
     c.mic.stream(on_chunk, inputs=[c.mic, c.session], outputs=[c.now, c.rolling, c.session], api_name=False,
                  stream_every=settings.live_hop_seconds, time_limit=int(settings.max_duration_seconds) + 5,
-                 concurrency_id="live", concurrency_limit=settings.live_listeners, show_progress="hidden")
+                 concurrency_id=LIVE, concurrency_limit=settings.live_listeners, show_progress="hidden")
     return c.mic.stop_recording(on_stop, inputs=[c.session], outputs=[*outputs, c.session], api_name=False,
                                 concurrency_id="analysis")

@@ -103,14 +103,15 @@ def client_key(host: str | None, forwarded_for: str | None) -> str:
     return hops[-1] if hops else (host or "unknown")
 
 
-def queue_refusal(waiting: Iterable[str], client: str, max_size: int, per_client: int) -> str | None:
+def queue_refusal(waiting: Iterable[str], client: str, max_size: int, per_client: int,
+                  what: str = "recordings") -> str | None:
     """Why a new request from `client` may not join a queue holding `waiting` (clients of queued and
-    running requests), or None if it may."""
+    running requests), or None if it may. `what` names the requests in the reason."""
     counts = Counter(waiting)
     if counts[client] >= per_client:
-        return f"you already have {counts[client]} recordings queued or running (at most {per_client} per client)"
+        return f"you already have {counts[client]} {what} queued or running (at most {per_client} per client)"
     if sum(counts.values()) >= max_size:
-        return f"{sum(counts.values())} recordings are queued or running (at most {max_size})"
+        return f"{sum(counts.values())} {what} are queued or running (at most {max_size})"
     return None
 
 
@@ -262,8 +263,15 @@ def _refusals_as_messages(demo: gr.Blocks) -> None:
     demo.preprocess_data = checked  # type: ignore[method-assign]
 
 
+LIVE = "live"
+"""The concurrency id of the live view's stream handler (app_live.py)."""
+
+
 def _bound_queue(demo: gr.Blocks, settings: Settings) -> None:
-    """Refuse, as busy, a request beyond the queue's size or its client's share of it."""
+    """Refuse, as busy, a request beyond the queue's size or its client's share of it. Live-view streams are
+    bounded on their own (one per client, `live_listeners` in all): a stream holds its place for minutes, so
+    counted with the analyses they would lock everyone out of them
+    (test_live_stream_joins_cannot_lock_out_the_analysis)."""
     queue = demo._queue
     push = queue.push
 
@@ -272,10 +280,15 @@ def _bound_queue(demo: gr.Blocks, settings: Settings) -> None:
                           request.headers.get("x-forwarded-for") if request else None)
 
     async def bounded_push(body, request, username):
+        fn = demo.fns.get(body.fn_index) if body.fn_index is not None else None
+        live = getattr(fn, "concurrency_id", None) == LIVE
         events = [e for q in queue.event_queue_per_concurrency_id.values() for e in q.queue]
         events += [e for job in queue.active_jobs if job for e in job]
-        reason = queue_refusal([sender(e.request) for e in events], sender(request),
-                               settings.queue_max_size, settings.queue_per_client)
+        waiting = [sender(e.request) for e in events if (e.fn.concurrency_id == LIVE) == live]
+        if live:
+            reason = queue_refusal(waiting, sender(request), settings.live_listeners, 1, "live sessions")
+        else:
+            reason = queue_refusal(waiting, sender(request), settings.queue_max_size, settings.queue_per_client)
         if reason is None:
             return await push(body, request, username)
         log.info("request %s", fields(outcome="busy", file="", bytes=0, audio_seconds=0.0, seconds=0.0, reason=reason))

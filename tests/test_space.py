@@ -431,3 +431,31 @@ def test_python_app_py_listens_on_gradio_server_port(tiny_whisper, tmp_path):
     finally:
         app.terminate()
         app.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_live_stream_joins_cannot_lock_out_the_analysis(url, short_clip):
+    """16 joins of the live handler from 4 addresses: live sessions have their own bound, so a 17th user from a
+    new address still gets an analysis."""
+    config = httpx.get(f"{url}/config", timeout=10).json()
+    live = next(d["id"] for d in config["dependencies"] if any(t[1] == "stream" for t in d["targets"]))
+    value = _upload(url, short_clip)
+    sessions, codes = [], []
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for k in range(16):
+            session = uuid.uuid4().hex
+            joined = http.post("/gradio_api/queue/join", headers={"X-Forwarded-For": f"198.51.100.{k % 4}"},
+                               json={"data": [value, None], "fn_index": live, "session_hash": session,
+                                     "event_data": None})
+            codes.append(joined.status_code)
+            if joined.status_code == 200:
+                sessions.append((session, joined.json()["event_id"]))
+        try:
+            assert codes.count(200) <= 4 and all(c in (200, 503) for c in codes)  # one live session per address
+            started = time.monotonic()
+            client = Client(url + "/", verbose=False, headers={"X-Forwarded-For": "203.0.113.17"})
+            *_, record, _notes = client.predict(handle_file(str(short_clip)), api_name="/analyze")
+            assert record["error"] is None and time.monotonic() - started < 10.0
+        finally:
+            for session, event_id in sessions:
+                http.post("/gradio_api/cancel", json={"session_hash": session, "fn_index": live, "event_id": event_id})
