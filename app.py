@@ -32,7 +32,8 @@ from instrusense.plot import describe, label_plot
 from instrusense.settings import Settings, load_settings
 from instrusense.stopping import Stopped
 from instrusense.taxonomy import display_name
-from space_guards import BUSY, EXPORT_DIR, NOT_AN_UPLOAD, Busy, Slots, cancellable, guard, inside, refusal, uploads_only
+from space_guards import (BUSY, EXPORT_DIR, NOT_AN_UPLOAD, Busy, Slots, cancellable, guard, inside, launch_options,
+                          refusal, uploads_only)
 
 log = logging.getLogger("instrusense.app")
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"  # beside the app, installed library or not
@@ -198,14 +199,15 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             analyse_on(example_set.load_input_event.then)
         wire_live(live, settings, tagger_or_reason(settings)[0], handle, outputs).then(  # the take's analysis, as an upload's
             _downloads_shown, inputs=downloads, outputs=downloads, queue=False, api_name=False)
-    return guard(demo, settings)
+    return guard(demo, settings, examples)
 
 
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
-    build_app(settings).launch(server_name=settings.host or None, server_port=settings.port or None,
-                               max_file_size=f"{settings.max_upload_mb:g}mb", css=PAGE_CSS)
+    demo = build_app(settings)
+    demo.launch(server_name=settings.host or None, server_port=settings.port or None, css=PAGE_CSS,
+                **launch_options(demo, settings))
 
 
 if __name__ == "__main__":

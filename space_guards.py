@@ -10,11 +10,13 @@ documented option it is used (`queue(max_size=…)`, `concurrency_limit`, `max_f
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -299,42 +301,147 @@ def _bound_queue(demo: gr.Blocks, settings: Settings) -> None:
 
 def _upload_cut_off(record: logging.LogRecord) -> bool:
     """A client that vanishes mid-upload is expected on a public server: one line, not a traceback.
-    (Its partial file is removed by `_tidy`.)"""
+    (Its partial file is removed by clean-up once no upload is in flight.)"""
     if record.exc_info and isinstance(record.exc_info[1], ClientDisconnect):
         record.msg, record.args, record.exc_info, record.exc_text = "an upload was cut off by its client", (), None, None
         record.levelno, record.levelname = logging.INFO, "INFO"
     return True
 
 
-def _tidy(demo: gr.Blocks, settings: Settings, uploads: Path) -> None:
+class UploadBudget:
+    """The upload folder's bound, held at every upload instead of once a minute: an upload is admitted only if
+    the folder's finished uploads, the declared sizes of the uploads in flight and its own declared size fit in
+    UPLOAD_MAX_TOTAL_MB (test_uploads_beyond_the_folder_bound_are_refused_at_once). While any upload is in
+    flight, partial files are not clean-up's to remove: a slow client's upload is not deleted under it
+    (test_a_stalled_upload_is_not_deleted_under_its_client)."""
+
+    def __init__(self, settings: Settings, keep_like: Iterable[Path] = ()):
+        self.max_bytes = int(settings.upload_max_total_mb * 1e6)
+        self.keep_like = [Path(p) for p in keep_like]
+        self.in_flight = 0
+        self.reserved = 0
+        self._lock = threading.Lock()
+
+    def finished_bytes(self, uploads: Path) -> int:
+        if not uploads.is_dir():
+            return 0
+        return sum(_size(e) for e in uploads.iterdir() if not e.name.startswith(PARTIAL_PREFIX))
+
+    def admit(self, uploads: Path, declared: int) -> str | None:
+        """Reserve room for an upload of `declared` bytes, or say why there is none."""
+        with self._lock:
+            used = self.finished_bytes(uploads) + self.reserved
+            if used + declared > self.max_bytes:
+                return (f"the server's upload space is full ({used / 1e6:.0f} of {self.max_bytes / 1e6:.0f} MB in "
+                        "use by recordings waiting for analysis)")
+            self.in_flight += 1
+            self.reserved += declared
+            return None
+
+    def release(self, declared: int) -> None:
+        with self._lock:
+            self.in_flight -= 1
+            self.reserved -= declared
+
+    def keep(self, uploads: Path) -> set[Path]:
+        """Entries of the upload folder that clean-up leaves: the examples' cached copies (Gradio copies each
+        example into the folder at start-up and serves it from there) and, while uploads are in flight, every
+        partial file."""
+        kept = set()
+        if not uploads.is_dir():
+            return kept
+        for entry in uploads.iterdir():
+            if entry.name.startswith(PARTIAL_PREFIX) and self.in_flight:
+                kept.add(entry.resolve())
+            elif entry.is_dir() and any(_same_file(entry / ex.name, ex) for ex in self.keep_like):
+                kept.add(entry.resolve())
+        return kept
+
+
+PARTIAL_PREFIX = "tmp"
+"""How the files of uploads still being written are named in Gradio's upload folder."""
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.is_file() and a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
+class UploadBudgetMiddleware:
+    """ASGI middleware on the app (FastAPI's `middleware` option, given through `launch(app_kwargs=…)`): Gradio's
+    upload route asks `UploadBudget` first; a refusal is HTTP 503 with the reason, before any byte is stored."""
+
+    def __init__(self, app, budget: UploadBudget):
+        self.app, self.budget = app, budget
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/upload"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        try:
+            declared = max(int(headers.get(b"content-length", b"0")), 0)
+        except ValueError:
+            declared = 0
+        reason = self.budget.admit(Path(get_upload_folder()), declared)
+        if reason is not None:
+            log.info("request %s", fields(outcome="busy", file="", bytes=declared, audio_seconds=0.0, seconds=0.0,
+                                          reason=reason))
+            body = json.dumps({"detail": BUSY.format(reason=reason)}).encode()
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.budget.release(declared)
+
+
+_budgets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _tidy(settings: Settings, uploads: Path, budget: UploadBudget) -> None:
     """Bound the upload and export folders: old, oversized and cut-off uploads go (examples stay)."""
-    keep = {Path(p).resolve().parent for b in demo.blocks.values() for p in getattr(b, "keep_in_cache", ())}
-    bounds = dict(max_age_seconds=settings.upload_max_age_seconds,
-                  max_total_bytes=int(settings.upload_max_total_mb * 1e6))
-    prune(uploads, partial_prefix="tmp", partial_idle_seconds=settings.cleanup_interval_seconds, keep=keep, **bounds)
+    bounds = dict(max_age_seconds=settings.upload_max_age_seconds, max_total_bytes=budget.max_bytes)
+    prune(uploads, partial_prefix=PARTIAL_PREFIX, partial_idle_seconds=settings.cleanup_interval_seconds,
+          keep=budget.keep(uploads), **bounds)
     prune(EXPORT_DIR, **bounds)
 
 
-def _keep_tidy(demo: gr.Blocks, settings: Settings) -> None:
+def _keep_tidy(demo: gr.Blocks, settings: Settings, budget: UploadBudget) -> None:
     """Run `_tidy` now and every CLEANUP_INTERVAL_SECONDS until the app is closed."""
     uploads = Path(get_upload_folder())
-    _tidy(demo, settings, uploads)
+    _tidy(settings, uploads, budget)
 
     def job() -> None:
         if demo._queue.stopped:
             stop.set()
         else:
-            _tidy(demo, settings, uploads)
+            _tidy(settings, uploads, budget)
 
     stop = every(settings.cleanup_interval_seconds, job, "instrusense-cleanup")
 
 
-def guard(demo: gr.Blocks, settings: Settings) -> gr.Blocks:
+def guard(demo: gr.Blocks, settings: Settings, examples: Iterable[str | Path] = ()) -> gr.Blocks:
     """Put the Space's guards on a built app: the bounded queue (Gradio's own `max_size` and concurrency
-    limits, then each client's share), refusals as messages, scheduled clean-up and quiet cut-off uploads."""
+    limits, then each client's share), refusals as messages, scheduled clean-up (the `examples` files' cached
+    copies stay) and quiet cut-off uploads. Launch it with `launch_options(demo, settings)`."""
+    budget = UploadBudget(settings, examples)
+    _budgets[demo] = budget
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
     _bound_queue(demo, settings)
     _refusals_as_messages(demo)
-    _keep_tidy(demo, settings)
+    _keep_tidy(demo, settings, budget)
     logging.getLogger("uvicorn.error").addFilter(_upload_cut_off)  # the same function each time: added once
     return demo
+
+
+def launch_options(demo: gr.Blocks, settings: Settings) -> dict:
+    """What `demo.launch` needs for the guards: Gradio's own upload size limit, and the upload budget as
+    FastAPI middleware (both documented launch options)."""
+    from starlette.middleware import Middleware
+
+    return {"max_file_size": f"{settings.max_upload_mb:g}mb",
+            "app_kwargs": {"middleware": [Middleware(UploadBudgetMiddleware, budget=_budgets[demo])]}}

@@ -56,8 +56,8 @@ def url(settings):
 
     demo = app.build_app(settings)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=MAX_UPLOAD)
+    options = {**app.launch_options(demo, settings), "max_file_size": MAX_UPLOAD}
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **options)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -74,8 +74,8 @@ def url(settings, uploads):
 
     demo = app.build_app(settings)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=20 << 20)
+    options = {**app.launch_options(demo, settings), "max_file_size": 20 << 20}
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **options)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
