@@ -27,6 +27,7 @@ from instrusense.audio import AudioError
 from instrusense.export import analysis_record, audacity_labels, segments_csv
 from instrusense.formatting import percent, seconds
 from instrusense.logs import configure_logging, fields
+from instrusense.native_output import capture_native_stderr
 from instrusense.model import tagger_or_reason
 from instrusense.plot import describe, label_plot
 from instrusense.settings import Settings, load_settings
@@ -204,6 +205,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
 
 def main() -> None:
     settings = load_settings()
+    capture_native_stderr()  # a hostile file's decoder messages go to the debug log, not the terminal
     configure_logging(settings.log_level)
     demo = build_app(settings)
     demo.launch(server_name=settings.host or None, server_port=settings.port or None, css=PAGE_CSS,

@@ -411,26 +411,62 @@ def test_an_undecodable_file_is_logged_without_server_paths(url, uploads, tmp_pa
     assert not [line for line in lines if str(uploads) in line or "/tmp" in line]
 
 
-@pytest.mark.slow
-def test_python_app_py_listens_on_gradio_server_port(tiny_whisper, tmp_path):
+@pytest.fixture(scope="module")
+def served(tiny_whisper, tmp_path_factory):
+    """`python app.py` in its own process, as a Space starts it: its port from GRADIO_SERVER_PORT, its stderr
+    kept in a file."""
+    import os
+
+    folder = tmp_path_factory.mktemp("served")
     port = free_port()
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("INSTRUSENSE_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INSTRUSENSE_")}
     env.update(GRADIO_SERVER_PORT=str(port), INSTRUSENSE_MODEL=tiny_whisper, GRADIO_ANALYTICS_ENABLED="False",
-               GRADIO_TEMP_DIR=str(tmp_path))
+               GRADIO_TEMP_DIR=str(folder))
+    stderr = (folder / "stderr.txt").open("w")
     app = subprocess.Popen([sys.executable, "app.py"], cwd=Path(__file__).resolve().parents[1], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=stderr)
+    url = f"http://127.0.0.1:{port}"
+
+    def serving() -> bool:
+        assert app.poll() is None, (folder / "stderr.txt").read_text()[-3000:]
+        try:
+            return httpx.get(f"{url}/config", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            time.sleep(0.5)
+            return False
+
     try:
-        def serving() -> bool:
-            assert app.poll() is None, "app.py exited"
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/config", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                time.sleep(0.5)
-                return False
         _wait(serving, 120)
+        yield url, folder / "stderr.txt"
     finally:
         app.terminate()
         app.wait(timeout=30)
+        stderr.close()
+
+
+@pytest.mark.slow
+def test_python_app_py_listens_on_gradio_server_port(served):
+    url, _ = served
+    assert httpx.get(f"{url}/config", timeout=10).status_code == 200
+
+
+@pytest.mark.slow
+def test_a_decoder_flood_stays_out_of_the_servers_stderr(served, tmp_path):
+    """5000 MPEG Layer-I frame headers with too little data each: libmpg123 writes two lines per frame."""
+    import numpy as np
+
+    url, stderr = served
+    rng = np.random.default_rng(0)
+    flood = tmp_path / "flood.mp3"
+    frames = b"".join(bytes([0xFF, 0xFF, 0x10, 0x00]) + rng.bytes(28) for _ in range(5000))
+    flood.write_bytes(frames + rng.bytes(1_500_000 - len(frames)))
+    before = len(stderr.read_text().splitlines())
+    event, _data = _outcome(url, _call(url, _upload(url, flood)).json()["event_id"])
+    assert event in ("complete", "error")  # whatever the decoders make of it, the request ends
+    _wait(lambda: "flood.mp3" in stderr.read_text(), 10)  # the request's own log line
+    added = stderr.read_text().splitlines()[before:]
+    assert len(added) < 20, added[:5]
+    assert not [line for line in added if "libmpg123" in line]
 
 
 @pytest.mark.slow
