@@ -33,8 +33,8 @@ from instrusense.plot import describe, label_plot
 from instrusense.settings import Settings, load_settings
 from instrusense.stopping import Stopped
 from instrusense.taxonomy import display_name
-from space_guards import (BUSY, EXPORT_DIR, NOT_AN_UPLOAD, Busy, Slots, cancellable, guard, inside, launch_options,
-                          refusal, uploads_only)
+from space_guards import (BUSY, EXPORT_DIR, NOT_AN_UPLOAD, Busy, Slots, cancellable, few_heaps, guard, inside,
+                          launch_options, refusal, return_freed_memory, uploads_only)
 
 log = logging.getLogger("instrusense.app")
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"  # beside the app, installed library or not
@@ -111,6 +111,8 @@ def make_analyze(settings: Settings, uploads: str | Path | None = None):
                                           audio_seconds=0.0, seconds=time.perf_counter() - started,
                                           reason=exc.message))
             raise
+        finally:
+            return_freed_memory()
         for notice in analysis.notices:
             gr.Warning(notice)
         outputs = _outputs(analysis, name, Path(audio_path).stem[:40] or "recording", settings.top_k)
@@ -206,6 +208,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
 def main() -> None:
     settings = load_settings()
     capture_native_stderr()  # a hostile file's decoder messages go to the debug log, not the terminal
+    few_heaps()
     configure_logging(settings.log_level)
     demo = build_app(settings)
     demo.launch(server_name=settings.host or None, server_port=settings.port or None, css=PAGE_CSS,

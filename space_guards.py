@@ -10,6 +10,8 @@ documented option it is used (`queue(max_size=…)`, `concurrency_limit`, `max_f
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import json
 import logging
 import shutil
@@ -115,6 +117,33 @@ def queue_refusal(waiting: Iterable[str], client: str, max_size: int, per_client
     if sum(counts.values()) >= max_size:
         return f"{sum(counts.values())} {what} are queued or running (at most {max_size})"
     return None
+
+
+# --- memory: what a request freed goes back to the system -------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to do
+        return None
+
+
+def few_heaps(arenas: int = 2) -> None:
+    """At start-up, before the server's threads: glibc gives every thread that allocates its own heap (up to 8 per
+    core), and a heap a thread filled once stays mapped; a couple of shared heaps keep idle RSS from ratcheting up
+    request after request (benchmarks/space_limits.py)."""
+    libc = _libc()
+    if libc is not None:
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
+
+
+def return_freed_memory() -> None:
+    """After each request: hand the memory its decoding and analysis freed back to the system (glibc keeps
+    freed blocks mapped otherwise, and idle RSS grows with every large request)."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 # --- clean-up: scratch folders bounded in age and in total size ---------------------------------------------
@@ -240,7 +269,9 @@ def cancellable(handle, reasons: OrderedDict):
             raise
         except asyncio.CancelledError:
             stop.set()
-            raise
+            # the client is told why in words (gradio_client's `Job.result()` raises `AppError` with them, instead
+            # of a KeyError on an empty reply: test_a_cancelled_api_job_ends_with_the_apps_words)
+            raise refusal("The request was cancelled.", "cancelled") from None
         finally:
             watcher.cancel()
 

@@ -495,3 +495,16 @@ def test_live_stream_joins_cannot_lock_out_the_analysis(url, short_clip):
         finally:
             for session, event_id in sessions:
                 http.post("/gradio_api/cancel", json={"session_hash": session, "fn_index": live, "event_id": event_id})
+
+
+@pytest.mark.slow
+def test_a_cancelled_api_job_ends_with_the_apps_words(url, extractor, long_clip):
+    from gradio_client.exceptions import AppError
+
+    started = extractor.calls
+    job = Client(url + "/", verbose=False).submit(handle_file(str(long_clip)), api_name="/analyze")
+    _wait(lambda: extractor.calls > started, 60)
+    assert job.cancel()
+    with pytest.raises(AppError, match="The request was cancelled"):
+        job.result(timeout=30)
+    _wait(lambda: extractor.running == 0)
