@@ -227,7 +227,8 @@ def uploads_only(audio: gr.Audio) -> gr.Audio:
 
     Gradio itself refuses a server path that was not uploaded; a URL in an API call it would fetch,
     so URLs are refused here, before anything is downloaded. (An instance override: a subclass
-    defined here would make Gradio write an ``app.pyi`` beside this file.)
+    defined here would make Gradio write an ``app.pyi`` beside this file.) No launch option covers it:
+    test_is_stream_payloads_naming_paths_or_urls_are_refused fails without it.
     """
     move = audio.async_move_resource_to_block_cache
 
@@ -280,7 +281,8 @@ def cancellable(handle, reasons: OrderedDict):
 
 def _refusals_as_messages(demo: gr.Blocks) -> None:
     """A payload Gradio refuses before the handler (a server path, a bare string) gets the app's
-    message and one log line, not a silent ``{"error": null}`` and a traceback."""
+    message and one log line, not a silent ``{"error": null}`` and a traceback (no option covers it:
+    test_refusals_reach_api_clients_with_the_apps_message_and_no_traceback fails without it)."""
     preprocess = demo.preprocess_data
 
     async def checked(*args, **kwargs):
@@ -301,7 +303,8 @@ LIVE = "live"
 
 
 def _bound_queue(demo: gr.Blocks, settings: Settings) -> None:
-    """Refuse, as busy, a request beyond the queue's size or its client's share of it. Live-view streams are
+    """Refuse, as busy, a request beyond the queue's size or its client's share of it (Gradio's `max_size` has no
+    per-client share: test_a_flood_beyond_the_clients_share_is_refused_while_others_are_served). Live-view streams are
     bounded on their own (one per client, `live_listeners` in all): a stream holds its place for minutes, so
     counted with the analyses they would lock everyone out of them
     (test_live_stream_joins_cannot_lock_out_the_analysis)."""
