@@ -59,6 +59,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def uploads(tmp_path_factory):
+    """Gradio's upload folder for the server of one test module alone, so that clean-up tests see only their
+    own files."""
+    folder = tmp_path_factory.mktemp("gradio-uploads")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_TEMP_DIR", str(folder))
+        yield folder
+
+
+def silence_flac(path: Path, rate: int, layout: str, seconds: float) -> Path:
+    """A tiny FLAC of digital silence that decodes to `seconds` at `rate` Hz in `layout` (mono, 7.1, ...)."""
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"anullsrc=r={rate}:cl={layout}",
+                    "-t", str(seconds), "-c:a", "flac", "-sample_fmt", "s16", str(path)], check=True)
+    return path
+
+
 def mp3_then_junk(folder: Path) -> Path:
     """0.1 s of real MP3, then 200 kB of noise bytes: libmpg123 reads the frames and complains in C."""
     head = folder / "head.mp3"

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import free_port, tone
+from conftest import free_port, silence_flac, tone
 from instrusense.model import tagger_for
 from instrusense.settings import load_settings
 
@@ -50,15 +50,6 @@ class _CountingExtractor:
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
-
-
-@pytest.fixture(scope="module")
-def uploads(tmp_path_factory):
-    """Gradio's upload folder for this server alone, so that clean-up tests see only their own files."""
-    folder = tmp_path_factory.mktemp("gradio-uploads")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(folder))
-        yield folder
 
 
 @pytest.fixture(scope="module")
@@ -257,10 +248,7 @@ def _status_mb(key: str) -> float:
 @pytest.fixture(scope="module")
 def huge_rate_flac(tmp_path_factory):
     """0.1 MB of FLAC that decodes to 11 minutes at 384 kHz: 1 GB as float32 if decoded at once."""
-    path = tmp_path_factory.mktemp("huge") / "silence-384k.flac"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=384000:cl=mono",
-                    "-t", "660", "-c:a", "flac", "-sample_fmt", "s16", str(path)], check=True)
-    return path
+    return silence_flac(tmp_path_factory.mktemp("huge") / "silence-384k.flac", 384000, "mono", 660)
 
 
 @pytest.mark.slow
@@ -356,10 +344,7 @@ def test_a_killed_client_stops_its_analysis_with_nothing_else_queued(url, extrac
 @pytest.fixture(scope="module")
 def slow_to_decode(tmp_path_factory):
     """0.1 MB of 8-channel 384 kHz FLAC silence: seconds of decoding and resampling before any model batch."""
-    path = tmp_path_factory.mktemp("slow") / "surround-384k.flac"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=384000:cl=7.1",
-                    "-t", "300", "-c:a", "flac", "-sample_fmt", "s16", str(path)], check=True)
-    return path
+    return silence_flac(tmp_path_factory.mktemp("slow") / "surround-384k.flac", 384000, "7.1", 300)
 
 
 @pytest.mark.slow

@@ -23,14 +23,6 @@ MAX_AGE_S = 3.0
 
 
 @pytest.fixture(scope="module")
-def uploads(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gradio-uploads")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GRADIO_TEMP_DIR", str(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
 def url(tiny_whisper, uploads):
     import app
 
