@@ -493,3 +493,16 @@ def test_a_cancelled_api_job_ends_with_the_apps_words(url, extractor, long_clip)
     with pytest.raises(AppError, match="The request was cancelled"):
         job.result(timeout=30)
     _wait(lambda: extractor.running == 0)
+
+
+@pytest.mark.slow
+def test_the_time_limit_stops_a_file_that_is_still_decoding(settings, slow_to_decode):
+    """The handler's deadline is a stop signal (app.make_analyze); decoding sees it between blocks."""
+    from instrusense.analysis import analyze_file
+    from instrusense.stopping import Stopped
+
+    tagger = tagger_for(settings)
+    started = time.monotonic()
+    with pytest.raises(Stopped):
+        analyze_file(slow_to_decode, tagger, settings, lambda: time.monotonic() > started + 1.0)
+    assert time.monotonic() - started < 3.0  # decoding it whole takes several seconds
