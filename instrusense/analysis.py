@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from instrusense.audio import Recording, load_audio, rms_dbfs
+from instrusense.audio import Recording, load_audio, quiet_stretches, rms_dbfs
 from instrusense.model import Tagger
 from instrusense.stopping import StopSignal
 from instrusense.scores import Segment, clip_confidence, extract_segments
 from instrusense.settings import Settings
 from instrusense.taxonomy import FAMILY_OF, LABELS
-from instrusense.windows import Geometry, frame, looped
+from instrusense.windows import Geometry, frame, looped, snap_to_silence
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,22 @@ def predict_windows(tagger: Tagger, windows: np.ndarray, filled: np.ndarray, bat
     return out
 
 
+def segment_placer(rec: Recording, geometry: Geometry, n_windows: int,
+                   settings: Settings) -> Callable[[int, int], tuple[float, float]]:
+    """Where a run of windows first..last that hear an instrument puts it on the timeline: the overlap of the
+    windows (`Geometry.run_span`), then the silences inside its first and last window
+    (`windows.snap_to_silence`; quieter than INSTRUSENSE_SILENCE_DBFS). Measured against recordings with
+    known onsets by `benchmarks/segment_edges.py`."""
+    silences = quiet_stretches(rec.samples, rec.sample_rate, settings.silence_dbfs)
+
+    def place(first: int, last: int) -> tuple[float, float]:
+        start, end = geometry.run_span(first, last, n_windows, rec.duration)
+        return snap_to_silence(start, end, geometry.span(first, rec.duration), geometry.span(last, rec.duration),
+                               silences, shortest=geometry.hop / 2.0)
+
+    return place
+
+
 def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings,
                       should_stop: StopSignal | None = None) -> Analysis:
     """Run the model over windows of a decoded recording and summarise what plays when.
@@ -136,7 +153,8 @@ def analyze_recording(rec: Recording, tagger: Tagger, settings: Settings,
     order = np.argsort(-clip, kind="stable")
     labels = [LabelScore(LABELS[i], FAMILY_OF[LABELS[i]], float(clip[i])) for i in order]
     passing = [i for i in order if clip[i] >= settings.threshold]  # below it: never a segment
-    segments = extract_segments(probs[:, passing], starts, ends, [LABELS[i] for i in passing], settings.threshold)
+    segments = extract_segments(probs[:, passing], [LABELS[i] for i in passing], settings.threshold,
+                                settings.extend_threshold, segment_placer(rec, geometry, len(windows), settings))
     if loud.any() and not segments:
         notices.append(f"No instrument detected with confidence ≥ {settings.threshold:g}.")
     return Analysis(duration=rec.source_duration, analysed_seconds=rec.duration, labels=labels,

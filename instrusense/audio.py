@@ -141,6 +141,26 @@ def rms_dbfs(samples: np.ndarray) -> float:
     return 20.0 * math.log10(rms) if rms > 0 else -math.inf
 
 
+QUIET_FRAME_SECONDS = 0.05
+"""The resolution of `quiet_stretches`."""
+
+
+def quiet_stretches(samples: np.ndarray, rate: int, floor_dbfs: float) -> np.ndarray:
+    """(k, 2) start and end seconds of the stretches whose 50 ms frames all have an RMS level under
+    `floor_dbfs` (the pauses a segment's edges can snap to), in time order; the last one may end at the
+    recording's end."""
+    n = max(1, round(QUIET_FRAME_SECONDS * rate))
+    full = len(samples) // n
+    frames = samples[:full * n].reshape(full, n)
+    power = np.einsum("ij,ij->i", frames, frames) / n
+    if len(samples) > full * n:
+        tail = samples[full * n:]
+        power = np.append(power, float(np.dot(tail, tail)) / len(tail))
+    quiet = np.concatenate([[False], power < 10.0 ** (floor_dbfs / 10.0), [False]])
+    edges = np.flatnonzero(quiet[1:] != quiet[:-1]).reshape(-1, 2) * n / rate
+    return np.minimum(edges, len(samples) / rate)
+
+
 @dataclass
 class _Source:
     """An opened file: its rate, the duration its header claims (None if unknown) and its mono blocks."""

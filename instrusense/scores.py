@@ -6,6 +6,7 @@ Pure NumPy; `probs` is always (n_windows, n_labels) in [0, 1].
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,14 +52,23 @@ def runs_above(values: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
 
 
-def extract_segments(probs: np.ndarray, cell_starts: np.ndarray, cell_ends: np.ndarray,
-                     labels: tuple[str, ...] | list[str], threshold: float) -> list[Segment]:
-    """Every stretch of consecutive windows at or above `threshold`, for each label given, in time order.
+def runs_with_hysteresis(values: np.ndarray, threshold: float, low: float) -> list[tuple[int, int]]:
+    """Half-open index ranges [i, j) of consecutive values ≥ `low` that hold at least one value ≥ `threshold`:
+    a run starts only where the evidence is strong and goes on while it stays fair (`runs_above` for
+    `low` ≥ `threshold`)."""
+    values = np.asarray(values)
+    return [(a, b) for a, b in runs_above(values, min(low, threshold)) if values[a:b].max() >= threshold]
+
+
+def extract_segments(probs: np.ndarray, labels: tuple[str, ...] | list[str], threshold: float, low: float,
+                     place: Callable[[int, int], tuple[float, float]]) -> list[Segment]:
+    """Every run of windows of `runs_with_hysteresis` (`threshold`, `low`) for each label given, in time order,
+    where `place(first, last)` puts the run of windows first..last on the timeline (start, end seconds).
 
     No cap per label: the table, the exports and the plot show the whole recording. A segment's
     confidence is the mean score of its windows.
     """
-    segments = [Segment(label, float(cell_starts[a]), float(cell_ends[b - 1]), float(probs[a:b, j].mean()))
-                for j, label in enumerate(labels) for a, b in runs_above(probs[:, j], threshold)]
+    segments = [Segment(label, *place(a, b - 1), float(probs[a:b, j].mean()))
+                for j, label in enumerate(labels) for a, b in runs_with_hysteresis(probs[:, j], threshold, low)]
     segments.sort(key=lambda s: (s.start, -s.confidence, s.label))
     return segments

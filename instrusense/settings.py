@@ -56,7 +56,10 @@ class Settings:
     """Windows (and whole recordings) quieter than this RMS level count as silence."""
     threshold: float = 0.5
     """Confidence at or above which an instrument counts as playing: over the clip to be listed with
-    segments, over a window for that stretch to be a segment."""
+    segments, over a window for that stretch to start a segment."""
+    extend_threshold: float = 0.2
+    """A segment goes on over the neighbouring windows that score at least this (hysteresis; at most the
+    threshold): the model hears a held note less surely than its attack."""
     pool_top_fraction: float = 0.1
     """Clip confidence = mean of the top fraction of window scores (max for short clips)."""
     live_hop_seconds: float = 0.5
@@ -139,8 +142,9 @@ def _validate(s: Settings) -> None:
     for name in positive:
         if getattr(s, name) <= 0:
             raise SettingsError(f"{_env_name(name)} must be positive, got {getattr(s, name)}")
-    if not 0.0 < s.threshold < 1.0:
-        raise SettingsError(f"{_env_name('threshold')} must lie between 0 and 1, got {s.threshold}")
+    for name in ("threshold", "extend_threshold"):
+        if not 0.0 < getattr(s, name) < 1.0:
+            raise SettingsError(f"{_env_name(name)} must lie between 0 and 1, got {getattr(s, name)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", s.device):
         raise SettingsError(f"{_env_name('device')} must be auto, cpu, cuda or cuda:N, got {s.device!r}")
     if not 0.0 < s.pool_top_fraction <= 1.0:

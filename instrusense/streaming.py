@@ -74,7 +74,10 @@ class Hop:
 
 class _OpenRuns:
     """Segments kept open and closed hop by hop: the incremental form of `scores.runs_above` (a run of
-    consecutive windows at or above the threshold; its confidence is the mean of its windows)."""
+    consecutive windows at or above the threshold, from its first window's cell to its last one's; its
+    confidence is the mean of its windows). A preview: the final analysis also extends a run over weaker
+    neighbouring windows and places its edges by the windows' overlap and the silences beside them
+    (`analysis.segment_placer`), which a window at a time cannot do, so its segments may differ."""
 
     def __init__(self, threshold: float):
         self.threshold = threshold

@@ -46,6 +46,49 @@ class Geometry:
         ends[-1] = duration
         return starts, ends
 
+    def run_span(self, first: int, last: int, n_windows: int, duration: float) -> tuple[float, float]:
+        """Where a run of consecutive windows `first`..`last` that hear an instrument places it (seconds).
+
+        It starts where the window before the run ends (the first moment that no window below the threshold
+        covers), at most half a hop before its end: the model names an instrument as soon as a note's attack
+        lies in a window, even near its end, so the first window to hear it holds the onset in the part it
+        does not share with its predecessor (the first window's cell put onsets with other music across them
+        1.3 s early, median, on recordings with known onsets: benchmarks/segment_edges.md). It ends where the
+        last window's cell ends: the model keeps hearing an instrument while its last attack is in a window,
+        and its sound goes on for about as long after it. The recording's start and end bound both.
+        """
+        end = duration if last == n_windows - 1 else min(self.cell(last)[1], duration)
+        start = 0.0 if first == 0 else min(first * self.hop + self.window - self.hop, end - self.hop / 2.0)
+        return max(0.0, start), end
+
+    def span(self, index: int, duration: float) -> tuple[float, float]:
+        """The stretch of the recording that window `index` covers (seconds; its padded tail left out)."""
+        start = index * self.hop
+        return min(start, duration), min(start + self.window, duration)
+
+
+def snap_to_silence(start: float, end: float, first: tuple[float, float], last: tuple[float, float],
+                    silences: np.ndarray, shortest: float = 0.0) -> tuple[float, float]:
+    """A segment's edges moved to the silences beside them, which are finer evidence than any window.
+
+    The start goes to the end of the silence it lies in, else to the end of the last silence before it when
+    that silence ends inside the run's `first` window (the window hears the instrument: it plays from where
+    the sound it is part of begins); the end likewise to the start of the silence it lies in, else of the
+    next silence after it that starts inside the `last` window. `silences` is (k, 2) start and end seconds
+    in time order (`audio.quiet_stretches`). A start moved past a silence takes the end along to keep the
+    segment `shortest` seconds long where its last window allows; both edges stay where moving them would
+    leave nothing.
+    """
+    new_start, new_end = start, end
+    i = int(np.searchsorted(silences[:, 0], start, side="right")) - 1  # the last silence starting at or before it
+    if i >= 0 and (silences[i, 1] > start or silences[i, 1] > first[0]):
+        new_start = float(silences[i, 1])
+    reach = new_end = max(end, min(new_start + shortest, last[1]))
+    j = int(np.searchsorted(silences[:, 1], reach, side="left"))  # the first silence ending at or after it
+    if j < len(silences) and (silences[j, 0] < reach or silences[j, 0] < last[1]):
+        new_end = float(silences[j, 0])
+    return (new_start, new_end) if new_end > new_start else (start, end)
+
 
 def window_offsets(n_samples: int, window: int, hop: int) -> np.ndarray:
     """Start offsets (samples) of windows covering the whole signal; always at least one window.

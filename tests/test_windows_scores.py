@@ -75,11 +75,13 @@ def test_runs_above_merges_adjacent_windows():
 
 def test_segments_merge_and_come_in_time_order_with_no_cap_per_label():
     probs = np.array([[0.9, 0.1], [0.8, 0.6], [0.1, 0.6], [0.7, 0.1], [0.1, 0.1], [0.6, 0.1]])
-    starts = np.arange(6) * 1.0
-    ends = starts + 1.0
-    segs = extract_segments(probs, starts, ends, ("a", "b"), 0.5)
+
+    def place(first, last):  # window i stands for [i, i + 1)
+        return float(first), last + 1.0
+
+    segs = extract_segments(probs, ("a", "b"), 0.5, 0.5, place)
     assert [(s.label, s.start, s.end) for s in segs] == [("a", 0.0, 2.0), ("b", 1.0, 3.0), ("a", 3.0, 4.0),
                                                          ("a", 5.0, 6.0)]
     assert segs[0].confidence == pytest.approx(0.85)
     many = np.tile([[0.9], [0.1]], (200, 1))  # 200 separate stretches: every one is kept
-    assert len(extract_segments(many, np.arange(400.0), np.arange(400.0) + 1, ("a",), 0.5)) == 200
+    assert len(extract_segments(many, ("a",), 0.5, 0.5, place)) == 200
