@@ -9,7 +9,7 @@ clean-up) are in ``space_guards.py`` beside it, and the analysis itself in `inst
 
 from __future__ import annotations
 
-import html
+import json
 import logging
 import os
 import threading
@@ -19,6 +19,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import gradio as gr
+from gradio.components.label import LabelData
 from gradio.utils import get_upload_folder
 
 from app_live import live_section, wire_live
@@ -38,16 +39,12 @@ from space_guards import (BUSY, EXPORT_DIR, NOT_AN_UPLOAD, Busy, Slots, cancella
 
 log = logging.getLogger("instrusense.app")
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"  # beside the app, installed library or not
-TABLE_HEADERS = ["instrument", "start (s)", "end (s)", "confidence"]
+TABLE_HEADERS = ["instrument", "start (s)", "end (s)", "confidence (segment mean)"]
+NO_INSTRUMENT = "No instrument detected"
 # Page styles: the plot's text and grid follow the light or dark theme (Plotly knows only fixed colours).
 PAGE_CSS = """
 #timeline .main-svg text { fill: var(--body-text-color) !important; }
 #timeline .main-svg .xgrid, #timeline .main-svg .zerolinelayer path { stroke: var(--border-color-primary) !important; }
-#ranking .bar { height: 0.45em; border-radius: 0.25em; background: var(--color-accent); }
-#ranking .below .bar { background: var(--neutral-400); }
-#ranking li { list-style: none; margin: 0 0 0.5em; }
-#ranking ol { padding: 0; margin: 0; }
-#ranking .row { display: flex; justify-content: space-between; gap: 1em; }
 """
 
 
@@ -123,12 +120,37 @@ def make_analyze(settings: Settings, uploads: str | Path | None = None):
     return handle, model_error
 
 
-def ranking_html(analysis: Analysis, top_k: int) -> str:
-    """The instruments heard, highest first, as a list of bars with their percentages."""
-    items = [f'<li class="{"plays" if s.confidence >= analysis.threshold else "below"}"><div class="row">'
-             f'<span>{html.escape(display_name(s.label))}</span><span>{percent(s.confidence)}</span></div>'
-             f'<div class="bar" style="width:{100 * s.confidence:.1f}%"></div></li>' for s in analysis.shown(top_k)]
-    return f"<ol>{''.join(items)}</ol>" if items else "<p>No instrument detected.</p>"
+def ranking_value(analysis: Analysis, top_k: int) -> dict:
+    """The ranking as `gr.Label` data (what API clients get): the instruments shown with their confidence over
+    the whole recording, highest first, under a heading that names the strongest instrument heard, or says
+    "No instrument detected" when none reaches the threshold (the strongest scores are still listed)."""
+    shown = analysis.shown(top_k)
+    heard = [s for s in shown if s.confidence >= analysis.threshold]
+    return {"label": display_name(heard[0].label) if heard else NO_INSTRUMENT,
+            "confidences": [{"label": display_name(s.label), "confidence": round(s.confidence, 4)}  # as in the JSON
+                            for s in shown]}
+
+
+def ranking_label(label: gr.Label) -> gr.Label:
+    """Let `label` take `ranking_value`'s data, heading included (`gr.Label` takes a `{class: confidence}` dict
+    and always heads it with the top class). An instance override: a subclass defined here would make Gradio
+    write an ``app.pyi`` beside this file (see `space_guards.uploads_only`)."""
+    stock = label.postprocess
+
+    def postprocess(value):
+        if isinstance(value, dict) and isinstance(value.get("confidences"), list):
+            return LabelData(**value)
+        return stock(value)
+
+    label.postprocess = postprocess  # type: ignore[method-assign]
+    return label
+
+
+def ranking_note(settings: Settings) -> str:
+    """The line under the ranking: what its percentages are, and how they differ from the segment table's."""
+    return (f"Confidence that each instrument plays in the recording, judged over the whole recording; from "
+            f"{100 * settings.threshold:g} % it counts as heard and gets segments below. The segment table gives each "
+            "segment's own mean confidence over its stretch, so the two numbers differ.")
 
 
 def _outputs(analysis: Analysis, name: str, stem: str, top_k: int) -> tuple:
@@ -141,8 +163,17 @@ def _outputs(analysis: Analysis, name: str, stem: str, top_k: int) -> tuple:
     else:
         csv_file = audacity_file = None
     notes = [f"- {n}" for n in analysis.notices] + [f"**In words:** {describe(analysis, top_k)}"]
-    return (ranking_html(analysis, top_k), label_plot(analysis, top_k), table, csv_file, audacity_file,
+    return (ranking_value(analysis, top_k), label_plot(analysis, top_k), table, csv_file, audacity_file,
             analysis_record(name, analysis), "\n".join(notes))
+
+
+def clear_js(table: gr.Dataframe) -> str:
+    """A new recording's page, set in the browser: the previous results and refusal gone, nothing to download
+    (`outputs` and the refusal, in order). Run in the page itself, never by the server, so that it can never land
+    after an analysis the new recording's Analyse started (a page-only step: no API)."""
+    gone = {"__type__": "update", "value": None, "visible": False}
+    empty_table = table.postprocess([]).model_dump()
+    return f"() => {json.dumps([{}, None, empty_table, gone, gone, None, '', ''])}"
 
 
 def _downloads_shown(*files: str | None) -> list:
@@ -164,17 +195,19 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         live = live_section(settings)
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                audio = uploads_only(gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording"))
+                audio = uploads_only(gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording",
+                                             elem_id="recording"))
                 button = gr.Button("Analyse", variant="primary")
                 refusal = gr.Markdown(elem_id="refusal")  # why the last request was not analysed
                 example_set = (gr.Examples(examples=[[e] for e in examples], inputs=[audio], label="Example recordings "
                                            "(click one to analyse it)") if examples else None)
             with gr.Column(scale=1, min_width=300):
-                gr.Markdown("### Instruments heard")
-                ranking = gr.HTML(elem_id="ranking")
+                ranking = ranking_label(gr.Label(num_top_classes=settings.top_k, label="Instruments heard",
+                                                 elem_id="ranking"))
+                gr.Markdown(ranking_note(settings), elem_id="ranking-note")
         gr.Markdown("### Where each instrument plays")
-        plot = gr.Plot(show_label=False, elem_id="timeline")
-        notes = gr.Markdown(elem_id="timeline-text")
+        plot = gr.Plot(label="Where each instrument plays", show_label=False, elem_id="timeline")
+        notes = gr.Markdown(label="Notes", elem_id="timeline-text")
         table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str"] * 4, label="Segments (every one, in time order)",
                              interactive=False, wrap=True, max_height=420, elem_id="segments",
                              column_widths=["34%", "20%", "20%", "26%"])
@@ -182,7 +215,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             csv_file = gr.DownloadButton("Download segments (CSV)", visible=False, size="sm", elem_id="download-csv")
             audacity_file = gr.DownloadButton("Download Audacity labels", visible=False, size="sm", elem_id="download-audacity")
         with gr.Accordion("JSON (same as the CLI and API)", open=False):
-            record = gr.JSON()
+            record = gr.JSON(label="JSON record", show_label=False)
         outputs = [ranking, plot, table, csv_file, audacity_file, record, notes]
         downloads = [csv_file, audacity_file]
 
@@ -196,6 +229,8 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
             event.success(lambda: "", None, refusal, api_name=False, queue=False)
             event.then(_downloads_shown, inputs=downloads, outputs=downloads, queue=False, api_name=False)
 
+        for new_recording in (audio.upload, audio.clear, audio.start_recording):  # the last results are not its own
+            new_recording(None, None, [*outputs, refusal], js=clear_js(table), api_name=False, show_progress="hidden")
         analyse_on(button.click, "analyze")
         analyse_on(audio.stop_recording)
         if example_set is not None:  # an example analyses on click, like a new recording

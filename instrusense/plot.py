@@ -29,14 +29,23 @@ def lane_names(analysis: Analysis, top_k: int) -> list[str]:
             for n, s in zip(names, analysis.shown(top_k))]
 
 
-def label_plot(analysis: Analysis, top_k: int = 5) -> go.Figure:
-    """Timeline figure of the instruments shown (the top k and every one that passes the threshold)."""
+def heard(analysis: Analysis, top_k: int) -> list:
+    """The instruments that get a lane: those shown (the top k and every one that passes the threshold), the ones
+    under it greyed beside them for context; none when no instrument reaches the threshold (speech, noise,
+    silence), so that the plot says "No instrument detected" instead of drawing empty lanes."""
     shown = analysis.shown(top_k)
+    return shown if any(s.confidence >= analysis.threshold for s in shown) else []
+
+
+def label_plot(analysis: Analysis, top_k: int = 5) -> go.Figure:
+    """Timeline figure of the instruments heard (the top k and every one that passes the threshold), or a
+    "No instrument detected" note when none reaches the threshold."""
+    shown = heard(analysis, top_k)
     tl = analysis.timeline
     end = max(analysis.analysed_seconds, 1e-3)
     x = np.append(tl.cell_starts, tl.cell_ends[-1])  # step curve: each window holds its value over its cell
     fig = go.Figure()
-    names = lane_names(analysis, top_k)
+    names = lane_names(analysis, top_k) if shown else []
     for rank, score in enumerate(shown):
         base = len(shown) - 1 - rank
         j = LABEL_INDEX[score.label]
@@ -77,7 +86,8 @@ def label_plot(analysis: Analysis, top_k: int = 5) -> go.Figure:
                "fixedrange": True},
     )
     if not shown:
-        fig.add_annotation(x=end / 2, y=0.5, text="No instrument detected", showarrow=False)
+        fig.add_annotation(x=0.5, xref="paper", y=0.5, yref="y", showarrow=False, font={"size": 15},
+                           text=f"No instrument detected (none reaches {percent(analysis.threshold)})")
     return fig
 
 
@@ -85,11 +95,11 @@ def describe(analysis: Analysis, top_k: int = 5, per_label: int = 6) -> str:
     """The plot in words (its text alternative): each instrument shown and where it plays (the first
     `per_label` stretches; the table and exports list every one), or that it stays under the threshold."""
     lines = []
-    for score in analysis.shown(top_k):
+    for score in heard(analysis, top_k):
         segs = [s for s in analysis.segments if s.label == score.label]
         where = ", ".join(f"{seconds(s.start)}–{seconds(s.end)} s" for s in segs[:per_label])
         if len(segs) > per_label:
             where += f" and {len(segs) - per_label} more"
         lines.append(f"{display_name(score.label)} ({percent(score.confidence)}): "
                      f"{where or 'under the threshold throughout'}")
-    return "; ".join(lines) + "." if lines else "No instrument detected."
+    return "; ".join(lines) + "." if lines else f"No instrument detected: none reaches {percent(analysis.threshold)}."

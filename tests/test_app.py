@@ -7,7 +7,7 @@ from gradio_client import Client, handle_file
 
 from conftest import free_port, tone
 from instrusense.settings import load_settings
-from instrusense.taxonomy import LABELS
+from instrusense.taxonomy import LABELS, display_name
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,14 @@ def _check_result(result, duration: float):
     assert record["error"] is None and record["duration"] == pytest.approx(duration)
     assert sorted(i["label"] for i in record["labels"]) == sorted(LABELS)
     assert record["segments"]
-    assert "<ol>" in ranking and "%" in ranking
+    # gr.Label's data: the strongest instrument heard as the heading, display names -> confidence over the clip
+    assert isinstance(ranking, dict) and set(ranking) == {"label", "confidences"}
+    scores = {c["label"]: c["confidence"] for c in ranking["confidences"]}
+    assert len(scores) >= 5 and all(isinstance(c, float) and 0 < c <= 1 for c in scores.values())
+    by_name = {display_name(i["label"]): i["confidence"] for i in record["labels"]}
+    assert all(scores[name] == by_name[name] for name in scores)  # the JSON's numbers
+    assert list(scores.values()) == sorted(scores.values(), reverse=True)
+    assert ranking["label"] == next(iter(scores)) and scores[ranking["label"]] >= 0.3
     assert table["data"] and len(table["data"]) == len(record["segments"]) and len(table["data"][0]) == 4
     assert all(cell.count(".") == 1 and len(cell.split(".")[1]) == 2 for row in table["data"] for cell in row[1:3])
     assert open(csv_file).readline().startswith("label,instrument,start,end")
@@ -61,7 +68,7 @@ def test_silence_says_no_instrument(client, write_audio):
     path = write_audio("silence.wav", data=np.zeros((32000, 1), np.float32))
     ranking, _, _, csv_file, audacity_file, record, notes = client.predict(handle_file(path), api_name="/analyze")
     assert "No instrument detected" in notes and record["segments"] == []
-    assert "No instrument detected" in ranking
+    assert ranking["label"] == "No instrument detected"  # the ranking itself says it
     assert csv_file is None and audacity_file is None  # nothing to download: no download buttons
 
 
@@ -95,3 +102,11 @@ def test_too_short_and_nan_inputs(client, write_audio):
 def test_no_recording_yet(client):
     with pytest.raises(Exception, match="Record or upload"):
         client.predict(None, api_name="/analyze")
+
+
+def test_view_api_names_every_output(client):
+    endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/analyze"]
+    names = [r["label"] for r in endpoint["returns"]]
+    assert names == ["Instruments heard", "Where each instrument plays", "Segments (every one, in time order)",
+                     "Download segments (CSV)", "Download Audacity labels", "JSON record", "Notes"]
+    assert endpoint["returns"][0]["component"] == "Label"

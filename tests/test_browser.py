@@ -5,6 +5,8 @@ theme, fetch both downloads, and save a screenshot of each to docs/ (the README 
 `docs/screenshot-1280-light.png`). Skipped where Chromium or Playwright is missing (see the `browser` fixture).
 """
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -54,13 +56,16 @@ def test_page_analyses_and_reads_well(browser, page_url, width, scheme, how):
             page.locator("audio, wave, .waveform-container, [data-testid=waveform-Recording]").first.wait_for(
                 state="attached", timeout=30_000)
             page.get_by_role("button", name="Analyse").click()
-        page.locator("#ranking li").first.wait_for(timeout=90_000)
+        page.locator("#ranking dl").first.wait_for(timeout=90_000)
         page.locator("#timeline .main-svg").first.wait_for(timeout=30_000)
         page.locator("#download-csv").wait_for(state="visible", timeout=30_000)
         page.wait_for_function("document.querySelector('#segments')?.innerText.includes('%')", timeout=30_000)
 
-        ranking = page.locator("#ranking li").all_inner_texts()
-        assert len(ranking) >= 5 and "%" in ranking[0] and "100 %" not in ranking[0]
+        ranking = page.locator("#ranking dl").all_inner_texts()  # gr.Label: one row (name, confidence) per instrument
+        assert len(ranking) >= 5 and "%" in ranking[0] and "100%" not in ranking[0]
+        assert page.locator("#ranking [data-testid=label-output-value]").inner_text() == ranking[0].split("\n")[0]
+        assert "whole recording" in page.locator("#ranking-note").inner_text()  # what the ranking's numbers are
+        assert "segment mean" in page.locator("#segments").inner_text()  # ... and the table's
         rows = page.eval_on_selector_all(  # the grid's cells, row by row
             "#segments [role=gridcell]", "cells => Object.values(cells.reduce((rows, c) => "
             "((rows[c.dataset.row] ??= []).push(c.innerText.trim()), rows), {}))")
@@ -88,3 +93,45 @@ def test_page_analyses_and_reads_well(browser, page_url, width, scheme, how):
         page.screenshot(path=str(DOCS / f"screenshot-{width}-{scheme}.png"), full_page=True)
     finally:
         context.close()
+
+
+def _speech(folder: Path) -> Path:
+    path = folder / "speech.wav"
+    subprocess.run(["espeak-ng", "-w", str(path), "Good morning. This is a short recording of someone speaking, "
+                    "with no music at all. The meeting starts at ten."], check=True)
+    return path
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_a_new_upload_replaces_the_results_and_speech_says_no_instrument(browser, page_url, tmp_path):
+    """After an analysis, clearing the recording and uploading another removes the old results before Analyse is
+    pressed; speech then gets "No instrument detected" in the ranking itself, and no empty lanes."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(page_url, wait_until="load")
+        page.locator("input[type=file]").first.set_input_files(str(MEDLEY))
+        page.get_by_role("button", name="Analyse").click()
+        page.locator("#ranking dl").first.wait_for(timeout=90_000)
+        page.wait_for_function("document.querySelector('#segments')?.innerText.includes('%')", timeout=30_000)
+        page.locator("#download-csv").wait_for(state="visible", timeout=30_000)
+
+        page.locator("#recording").get_by_role("button", name="Clear").click()
+        page.locator("#ranking dl").first.wait_for(state="detached", timeout=10_000)  # clearing alone empties them
+        page.locator("input[type=file]").first.set_input_files(str(_speech(tmp_path)))
+        page.locator("audio, wave, .waveform-container, [data-testid=waveform-Recording]").first.wait_for(
+            state="attached", timeout=30_000)
+        assert page.locator("#ranking dl").count() == 0  # before Analyse: nothing left of the medley
+        assert "%" not in page.locator("#segments").inner_text()
+        assert "In words" not in page.locator("#timeline-text").inner_text()
+        assert not page.locator("#download-csv").is_visible()
+
+        page.get_by_role("button", name="Analyse").click()
+        heading = page.locator("#ranking [data-testid=label-output-value]")
+        heading.filter(has_text="No instrument detected").wait_for(timeout=90_000)
+        assert page.locator("#ranking dl").count() >= 1  # the strongest scores are still listed under it
+        page.locator("#timeline .main-svg").first.wait_for(timeout=30_000)
+        names = page.eval_on_selector_all("#timeline .annotation-text", "els => els.map(e => e.textContent)")
+        assert len(names) == 1 and "No instrument detected" in names[0]  # one note, no empty lanes
+        assert not page.locator("#download-csv").is_visible()
+    finally:
+        page.close()

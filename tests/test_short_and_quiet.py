@@ -77,6 +77,9 @@ def test_nothing_over_the_threshold_says_no_instrument_in_the_app(app_handler, w
     ranking, _, table, csv_file, _, record, notes = app_handler(threshold=0.99)(write_audio("quiet.wav", data=data))
     assert record["error"] is None and record["segments"] == [] and table == [] and csv_file is None
     assert "No instrument detected" in notes
+    assert ranking["label"] == "No instrument detected"  # the ranking says it, and still lists the strongest scores
+    assert [c["confidence"] for c in ranking["confidences"]] == [s["confidence"] for s in record["labels"][:5]
+                                                                 if s["confidence"] > 0]
 
 
 def test_the_looped_view_repeats_what_fills_each_window():

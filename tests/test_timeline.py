@@ -113,9 +113,20 @@ def test_only_instruments_that_pass_the_threshold_get_segments_and_all_of_them_a
 def test_quiet_result_plot_and_words():
     result = analyze_with(np.full((5, len(LABELS)), 0.05, np.float32))
     assert result.segments == [] and "No instrument detected" in " ".join(result.notices)
+    assert describe(result, 5) == "No instrument detected: none reaches 50.0 %."
+    fig = label_plot(result, 5)  # no empty lanes: the plot says it
+    assert [a.text for a in fig.layout.annotations] == ["No instrument detected (none reaches 50.0 %)"]
+    assert not fig.data
+
+
+def test_lanes_under_the_threshold_stay_beside_an_instrument_heard():
+    probs = np.full((5, len(LABELS)), 0.05, np.float32)
+    probs[:, LABEL_INDEX["cello"]] = 0.9
+    result = analyze_with(probs)
     assert "under the threshold throughout" in describe(result, 5)
     ticks = [a.text for a in label_plot(result, 5).layout.annotations]  # context lanes, greyed: under the threshold
-    assert len(ticks) == 5 and all(t.startswith("<span") and "5.0 %" in t for t in ticks)
+    assert len(ticks) == 5 and ticks[0] == "Cello 90.0 %"
+    assert all(t.startswith("<span") and "5.0 %" in t for t in ticks[1:])
 
 
 def test_hover_names_instrument_time_and_confidence():
