@@ -29,7 +29,7 @@ from instrusense.export import analysis_record, audacity_labels, segments_csv
 from instrusense.formatting import percent, seconds
 from instrusense.logs import configure_logging, fields
 from instrusense.native_output import capture_native_stderr
-from instrusense.model import tagger_or_reason
+from instrusense.model import tagger_for, tagger_or_reason
 from instrusense.plot import describe, label_plot
 from instrusense.settings import Settings, load_settings
 from instrusense.stopping import Stopped
@@ -235,7 +235,8 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         analyse_on(audio.stop_recording)
         if example_set is not None:  # an example analyses on click, like a new recording
             analyse_on(example_set.load_input_event.then)
-        wire_live(live, settings, tagger_or_reason(settings)[0], handle, outputs).then(  # the take's analysis, as an upload's
+        tagger = None if model_error else tagger_for(settings)  # loaded once already (cached); a failure logged once
+        wire_live(live, settings, tagger, handle, outputs).then(  # the take's analysis, as an upload's
             _downloads_shown, inputs=downloads, outputs=downloads, queue=False, api_name=False)
     return guard(demo, settings, examples)
 
