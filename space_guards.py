@@ -27,7 +27,8 @@ from pathlib import Path
 import anyio
 import gradio as gr
 from gradio.context import LocalContext
-from gradio.utils import get_upload_folder
+from gradio.server_messages import ProcessCompletedMessage
+from gradio.utils import error_payload, get_upload_folder
 from gradio_client.utils import is_http_url_like
 from starlette.requests import ClientDisconnect
 
@@ -307,7 +308,11 @@ def _bound_queue(demo: gr.Blocks, settings: Settings) -> None:
     per-client share: test_a_flood_beyond_the_clients_share_is_refused_while_others_are_served). Live-view streams are
     bounded on their own (one per client, `live_listeners` in all): a stream holds its place for minutes, so
     counted with the analyses they would lock everyone out of them
-    (test_live_stream_joins_cannot_lock_out_the_analysis)."""
+    (test_live_stream_joins_cannot_lock_out_the_analysis).
+
+    A refused request is accepted and ended at once with the reason, as every other refusal of the app ends: the
+    HTTP 503 that Gradio's `max_size` answers reaches `gradio_client` only as its own "Queue is full! Please try
+    again." (test_a_busy_refusal_reaches_gradio_client_with_the_reason)."""
     queue = demo._queue
     push = queue.push
 
@@ -328,9 +333,21 @@ def _bound_queue(demo: gr.Blocks, settings: Settings) -> None:
         if reason is None:
             return await push(body, request, username)
         log.info("request %s", fields(outcome="busy", file="", bytes=0, audio_seconds=0.0, seconds=0.0, reason=reason))
-        return False, BUSY.format(reason=reason), "queue_full"  # HTTP 503 with this message
+        return await _ended_at_once(queue, push(body, request, username), BUSY.format(reason=reason))
 
     queue.push = bounded_push  # type: ignore[method-assign]
+
+
+async def _ended_at_once(queue, pushed, message: str):
+    """Let the event join (`pushed`: the queue's own push), take it out of the queue before anything runs it, and end
+    it with `message` as a failed event, exactly as a `gr.Error` raised by the handler ends one."""
+    joined, event_id, state = await pushed
+    event = queue.event_ids_to_events.get(event_id) if joined else None
+    if event is None:
+        return joined, event_id, state
+    await queue.remove_from_queue(event_id)  # the lock is free at once: no other task runs in between
+    queue.send_message(event, ProcessCompletedMessage(output=error_payload(gr.Error(message), True), success=False))
+    return joined, event_id, state
 
 
 def _upload_cut_off(record: logging.LogRecord) -> bool:

@@ -121,6 +121,36 @@ def _outcome(url: str, event_id: str) -> tuple[str, str]:
     return re.findall(r"^event: (\w+)\ndata: (.*)$", stream, re.M)[-1]
 
 
+def _refusal(url: str, event_id: str, seconds: float = 5.0) -> str | None:
+    """The reason an event ended with at once (its stream's error), or None if it is still queued or running."""
+    try:
+        with httpx.stream("GET", f"{url}/gradio_api/call/analyze/{event_id}", timeout=seconds) as stream:
+            lines = stream.iter_lines()
+            for line in lines:
+                if line.startswith("event: ") and line != "event: heartbeat":
+                    data = json.loads(next(lines).removeprefix("data: "))
+                    return (data.get("error") if isinstance(data, dict) else data) if line == "event: error" else None
+    except httpx.ReadTimeout:
+        return None
+    return None
+
+
+def _session_refusal(url: str, session: str, seconds: float = 5.0) -> str | None:
+    """Like `_refusal`, for an event joined through queue/join: read from its session's stream."""
+    try:
+        with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session},
+                          timeout=seconds) as stream:
+            for line in stream.iter_lines():
+                message = json.loads(line.removeprefix("data: ")) if line.startswith("data: ") else {}
+                if message.get("msg") == "process_completed" and not message.get("success"):
+                    return message["output"]["error"]
+                if message.get("msg") == "process_starts":
+                    return None
+    except httpx.ReadTimeout:
+        return None
+    return None
+
+
 def _wait(condition, seconds: float = 30.0) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -167,12 +197,12 @@ def test_a_flood_beyond_the_clients_share_is_refused_while_others_are_served(url
                                                                             short_clip, caplog):
     caplog.set_level(logging.INFO, logger="instrusense.app")
     value = _upload(url, long_clip)
-    responses = [_call(url, value, forwarded_for="192.0.2.50") for _ in range(30)]
-    accepted = [r.json()["event_id"] for r in responses if r.status_code == 200]
-    refused = [r for r in responses if r.status_code != 200]
+    events = [_call(url, value, forwarded_for="192.0.2.50").json()["event_id"] for _ in range(30)]
+    reasons = {event_id: _refusal(url, event_id, 2.0) for event_id in events}  # refusals end at once
+    accepted = [e for e, reason in reasons.items() if reason is None]
+    refused = [reason for reason in reasons.values() if reason is not None]
     assert len(accepted) == 2 and len(refused) == 28  # each long analysis runs seconds: none finished yet
-    assert all(r.status_code == 503 and "busy, try again in a moment" in r.json()["detail"]
-               and "at most 2 per client" in r.json()["detail"] for r in refused)
+    assert all("busy, try again in a moment" in r and "at most 2 per client" in r for r in refused), refused[:2]
     assert sum('outcome="busy"' in r.getMessage() for r in caplog.records) == 28
 
     client = Client(url + "/", verbose=False, headers={"X-Forwarded-For": "203.0.113.9"})
@@ -185,15 +215,34 @@ def test_a_flood_beyond_the_clients_share_is_refused_while_others_are_served(url
 
 
 @pytest.mark.slow
+def test_a_busy_refusal_reaches_gradio_client_with_the_reason(url, extractor, long_clip, short_clip):
+    """gradio_client turns any HTTP 503 at join into "Queue is full! Please try again."; the app's reason must reach it,
+    as its other refusals do."""
+    from gradio_client.exceptions import AppError
+
+    value = _upload(url, long_clip)
+    events = [_call(url, value, forwarded_for="192.0.2.77").json()["event_id"] for _ in range(2)]  # the client's share
+    try:
+        client = Client(url + "/", verbose=False, headers={"X-Forwarded-For": "192.0.2.77"})
+        with pytest.raises(AppError, match="busy, try again in a moment: .*at most 2 per client"):
+            client.predict(handle_file(str(short_clip)), api_name="/analyze")
+    finally:
+        fn_index = _fn_index(url)
+        for event_id in events:
+            httpx.post(f"{url}/gradio_api/cancel", json={"session_hash": event_id, "fn_index": fn_index,
+                                                         "event_id": event_id})
+        _wait(lambda: extractor.running == 0)
+
+
+@pytest.mark.slow
 def test_a_full_queue_refuses_new_clients_with_the_reason(url, extractor, long_clip):
     value = _upload(url, long_clip)
-    responses = [_call(url, value, forwarded_for=f"198.51.100.{k}") for k in range(8)]
-    codes = [r.status_code for r in responses]
-    assert codes == [200] * 6 + [503] * 2
-    assert "6 recordings are queued or running (at most 6)" in responses[-1].json()["detail"]
+    events = [_call(url, value, forwarded_for=f"198.51.100.{k}").json()["event_id"] for k in range(8)]
+    reasons = [_refusal(url, event_id, 2.0) for event_id in events]
+    assert reasons[:6] == [None] * 6 and all(r is not None for r in reasons[6:])
+    assert "6 recordings are queued or running (at most 6)" in reasons[-1]
     fn_index = _fn_index(url)
-    for r in responses[:6]:
-        event_id = r.json()["event_id"]
+    for event_id in events[:6]:
         httpx.post(f"{url}/gradio_api/cancel", json={"session_hash": event_id, "fn_index": fn_index,
                                                      "event_id": event_id})
     _wait(lambda: extractor.running == 0)
@@ -472,7 +521,10 @@ def test_live_stream_joins_cannot_lock_out_the_analysis(url, short_clip):
             if joined.status_code == 200:
                 sessions.append((session, joined.json()["event_id"]))
         try:
-            assert codes.count(200) <= 4 and all(c in (200, 503) for c in codes)  # one live session per address
+            assert codes == [200] * 16
+            refused = [_session_refusal(url, session, 3.0) for session, _ in sessions]
+            assert sum(r is None for r in refused) <= 4  # one live session per address
+            assert all("live sessions" in r for r in refused if r is not None)
             started = time.monotonic()
             client = Client(url + "/", verbose=False, headers={"X-Forwarded-For": "203.0.113.17"})
             *_, record, _notes = client.predict(handle_file(str(short_clip)), api_name="/analyze")
