@@ -22,7 +22,7 @@ import gradio as gr
 from gradio.components.label import LabelData
 from gradio.utils import get_upload_folder
 
-from app_live import live_section, wire_live
+from app_live import MUSIC_MICROPHONE_JS, NO_INSTRUMENT, live_section, wire_live
 from instrusense.analysis import Analysis, analyze_file
 from instrusense.audio import AudioError
 from instrusense.export import analysis_record, audacity_labels, segments_csv
@@ -40,11 +40,67 @@ from space_guards import (BUSY, EXPORT_DIR, NOT_AN_UPLOAD, Busy, Slots, cancella
 log = logging.getLogger("instrusense.app")
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"  # beside the app, installed library or not
 TABLE_HEADERS = ["instrument", "start (s)", "end (s)", "confidence (segment mean)"]
-NO_INSTRUMENT = "No instrument detected"
-# Page styles: the plot's text and grid follow the light or dark theme (Plotly knows only fixed colours).
+# Page styles: the plot's text and grid follow the light or dark theme (Plotly knows only fixed colours), lanes under
+# the threshold are named in the theme's subdued colour, Plotly's toolbar (nothing to zoom; it covered the plot after a
+# tap on a phone) is hidden, and table headers wrap between words only ("confiden/ce" on a phone).
 PAGE_CSS = """
-#timeline .main-svg text { fill: var(--body-text-color) !important; }
-#timeline .main-svg .xgrid, #timeline .main-svg .zerolinelayer path { stroke: var(--border-color-primary) !important; }
+#label-plot .main-svg text { fill: var(--body-text-color) !important; }
+#label-plot .main-svg text tspan[style*="italic"] { fill: var(--body-text-color-subdued) !important; }
+#label-plot .main-svg .xgrid, #label-plot .main-svg .zerolinelayer path { stroke: var(--border-color-primary) !important; }
+#label-plot .modebar-container { display: none !important; }
+#segments th, #segments th * { word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
+#recording #time, #recording #duration, #recording .playback { color: var(--body-text-color-subdued) !important; }
+.dark { --color-accent: var(--primary-500); }
+"""
+# Gradio's default theme with every text at WCAG AA (4.5:1) in light and dark: its subdued text (footer, "- or -";
+# the player's times, PAGE_CSS) is 1.9:1 on white, the selected tab's accent 2.8:1, and white on its primary button
+# 2.8:1 (orange 500) in light, 3.6:1 in dark. No accent reads at 4.5:1 on both white and near-black, and the theme has
+# one accent for both, so PAGE_CSS gives dark mode its own.
+THEME = gr.themes.Default().set(
+    body_text_color_subdued="*neutral_600", body_text_color_subdued_dark="*neutral_400", color_accent="*primary_700",
+    button_primary_background_fill="*primary_700", button_primary_background_fill_dark="*primary_700",
+    button_primary_background_fill_hover="*primary_800", button_primary_background_fill_hover_dark="*primary_800",
+)
+PAGE_LOOK = {"css": PAGE_CSS, "theme": THEME}  # launch() options: `python app.py` and the browser tests alike
+# Browsers type a file by its extension, and call .webm (and .ogg, .mka) "video/…"; the recording widget accepts only
+# "audio/…" and refused WebM (issue 40), though every such file holds audio the server decodes. Gradio offers no
+# option for the widget's accepted types, so the page retypes those files as audio before the widget checks them, for
+# the file dialog and for drag and drop. Without it tests/test_browser.py::test_every_format_uploads_in_the_browser
+# fails on WebM ("Invalid file type") and ::test_a_dropped_webm_file_is_taken finds the drop ignored.
+AUDIO_FILE_TYPES_JS = """
+if (!window.__instrusenseAudioTypes) {
+  window.__instrusenseAudioTypes = true;
+  const AUDIO = {webm: 'audio/webm', weba: 'audio/webm', mka: 'audio/x-matroska', ogg: 'audio/ogg', oga: 'audio/ogg'};
+  const retyped = (files) => {
+    const out = new DataTransfer();
+    let changed = false;
+    for (const file of files) {
+      const type = AUDIO[file.name.split('.').pop().toLowerCase()];
+      if (type && !file.type.startsWith('audio/')) {
+        out.items.add(new File([file], file.name, {type, lastModified: file.lastModified}));
+        changed = true;
+      } else out.items.add(file);
+    }
+    return changed ? out : null;
+  };
+  document.addEventListener('change', (event) => {
+    const input = event.target;
+    if (input instanceof HTMLInputElement && input.type === 'file' && input.files) {
+      const files = retyped(input.files);
+      if (files) input.files = files.files;
+    }
+  }, true);
+  document.addEventListener('drop', (event) => {
+    if (event.__instrusense || !event.dataTransfer) return;
+    const files = retyped(event.dataTransfer.files);
+    if (!files) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    const again = new DragEvent('drop', {dataTransfer: files, bubbles: true, cancelable: true});
+    again.__instrusense = true;
+    event.target.dispatchEvent(again);
+  }, true);
+}
 """
 
 
@@ -188,29 +244,33 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
     analyze = cancellable(handle, reasons)
     examples = sorted(str(p) for p in EXAMPLES_DIR.glob("*.flac")) if EXAMPLES_DIR.is_dir() else []
     with gr.Blocks(title="InstruSense", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# InstruSense\nWhich instruments play in a recording, and when. "
-                    "Record with the microphone or upload a file (WAV, FLAC, OGG, MP3, M4A).")
+        gr.Markdown("# InstruSense\nWhich instruments play in a recording, and when: record with the microphone, "
+                    "upload a file (WAV, FLAC, MP3, M4A, OGG, Opus, WebM) or try an example.")
+        gr.HTML("", js_on_load=MUSIC_MICROPHONE_JS + AUDIO_FILE_TYPES_JS, padding=False)
         if model_error:
             gr.Markdown(f"**The model could not be loaded.** {model_error}")
-        live = live_section(settings)
         with gr.Row():
             with gr.Column(scale=1, min_width=300):
-                audio = uploads_only(gr.Audio(sources=["upload", "microphone"], type="filepath", label="Recording",
-                                             elem_id="recording"))
-                button = gr.Button("Analyse", variant="primary")
-                refusal = gr.Markdown(elem_id="refusal")  # why the last request was not analysed
-                example_set = (gr.Examples(examples=[[e] for e in examples], inputs=[audio], label="Example recordings "
-                                           "(click one to analyse it)") if examples else None)
+                with gr.Tabs():
+                    with gr.Tab("Record or upload", id="recording-tab"):
+                        audio = uploads_only(gr.Audio(sources=["upload", "microphone"], type="filepath",
+                                                      label="Recording", elem_id="recording"))
+                        button = gr.Button("Analyse", variant="primary")
+                        refusal = gr.Markdown(elem_id="refusal")  # why the last request was not analysed
+                        example_set = (gr.Examples(examples=[[e] for e in examples], inputs=[audio],
+                                                   label="Example recordings (click one to analyse it)")
+                                       if examples else None)
+                    live = live_section(settings)
             with gr.Column(scale=1, min_width=300):
                 ranking = ranking_label(gr.Label(num_top_classes=settings.top_k, label="Instruments heard",
                                                  elem_id="ranking"))
                 gr.Markdown(ranking_note(settings), elem_id="ranking-note")
         gr.Markdown("### Where each instrument plays")
-        plot = gr.Plot(label="Where each instrument plays", show_label=False, elem_id="timeline")
+        plot = gr.Plot(label="Where each instrument plays", show_label=False, elem_id="label-plot")
         notes = gr.Markdown(label="Notes", elem_id="timeline-text")
         table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str"] * 4, label="Segments (every one, in time order)",
                              interactive=False, wrap=True, max_height=420, elem_id="segments",
-                             column_widths=["34%", "20%", "20%", "26%"])
+                             column_widths=["30%", "18%", "18%", "34%"])
         with gr.Row():
             csv_file = gr.DownloadButton("Download segments (CSV)", visible=False, size="sm", elem_id="download-csv")
             audacity_file = gr.DownloadButton("Download Audacity labels", visible=False, size="sm", elem_id="download-audacity")
@@ -235,6 +295,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         analyse_on(audio.stop_recording)
         if example_set is not None:  # an example analyses on click, like a new recording
             analyse_on(example_set.load_input_event.then)
+        ranking_label(live.now)
         tagger = None if model_error else tagger_for(settings)  # loaded once already (cached); a failure logged once
         wire_live(live, settings, tagger, handle, outputs).then(  # the take's analysis, as an upload's
             _downloads_shown, inputs=downloads, outputs=downloads, queue=False, api_name=False)
@@ -247,7 +308,7 @@ def main() -> None:
     few_heaps()
     configure_logging(settings.log_level)
     demo = build_app(settings)
-    demo.launch(server_name=settings.host or None, server_port=settings.port or None, css=PAGE_CSS,
+    demo.launch(server_name=settings.host or None, server_port=settings.port or None, **PAGE_LOOK,
                 **launch_options(demo, settings))
 
 

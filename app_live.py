@@ -23,6 +23,7 @@ import pandas as pd
 import soundfile as sf
 
 from instrusense.model import Tagger
+from instrusense.plot import LABEL_COLORS
 from instrusense.settings import Settings
 from instrusense.streaming import Hop, StreamAnalyser, StreamError
 from instrusense.taxonomy import LABELS, display_name
@@ -45,6 +46,9 @@ if (media && media.getUserMedia && !media.__instrusense) {
 }
 """
 NOTHING_RECORDED = "Nothing was recorded: allow the microphone, press Record, play, then Stop."
+NO_INSTRUMENT = "No instrument detected"
+# The rolling plot's colour per instrument: fixed for all labels (the browser keeps the colour scale it first drew).
+LIVE_COLORS = {display_name(label): colour for label, colour in LABEL_COLORS.items()}
 
 
 def take_folder() -> Path:
@@ -57,28 +61,62 @@ class LiveSession:
     analyser: StreamAnalyser
     started: float
     """Wall-clock time (time.time) the session's audio began, as its first chunk tells (names the take)."""
+    legend: list[str] | None = None
+    """The rolling plot's legend as last sent."""
+    pinned: bool | None = None
+    """Whether the plot's time axis was last sent pinned to [0, view] (the first view's seconds) or left to the data."""
 
 
-def now_playing(hop: Hop | None, top_k: int) -> dict[str, float]:
-    """The ranking of the latest window (display names), for `gr.Label`."""
+def now_playing(hop: Hop | None, top_k: int, threshold: float) -> dict:
+    """The latest window's ranking as `gr.Label` data, headed by its top instrument only when that reaches the
+    threshold (a 13 % guess is listed, not headlined); scores that would read "0 %" are left out."""
     if hop is None:
         return {}
-    return {display_name(label): c for label, c in hop.top(top_k) if c > 0}
+    top = [(display_name(label), c) for label, c in hop.top(top_k) if c >= 0.0005]
+    return {"label": top[0][0] if top and top[0][1] >= threshold else NO_INSTRUMENT,
+            "confidences": [{"label": name, "confidence": round(float(c), 4)} for name, c in top]}
+
+
+def strongest(history: list[Hop], top_k: int) -> list[int]:
+    """Indices of the labels strongest in `history` (highest peak first), those that ever scored above zero."""
+    if not history:
+        return []
+    peaks = np.stack([h.probs for h in history]).max(axis=0)
+    return [int(j) for j in np.argsort(-peaks, kind="stable")[:top_k] if peaks[j] > 0]
 
 
 def rolling_frame(history: list[Hop], top_k: int, view_s: float) -> pd.DataFrame:
-    """Long-format scores of the instruments strongest in the view (time, instrument, confidence)."""
+    """Long-format scores (time, instrument, confidence) of the instruments strongest in the history, over the last
+    `view_s` seconds; every other instrument has one empty row (confidence NaN, not drawn). The browser fixes the
+    plot's colour scale to the instruments of the first frame it draws, so every frame names them all: one that
+    first plays later is drawn too, in its own colour (`LIVE_COLORS`)."""
     if not history:
         return pd.DataFrame({"time (s)": [], "instrument": [], "confidence": []})
     probs = np.stack([h.probs for h in history])
-    strongest = [j for j in np.argsort(-probs.max(axis=0), kind="stable")[:top_k] if probs[:, j].max() > 0]
+    shown = strongest(history, top_k)
     times = np.array([h.time for h in history])
     keep = times >= times[-1] - view_s
+    others = [j for j in range(len(LABELS)) if j not in shown]
     return pd.DataFrame({
-        "time (s)": np.tile(times[keep], len(strongest)),
-        "instrument": np.repeat([display_name(LABELS[j]) for j in strongest], keep.sum()),
-        "confidence": np.concatenate([probs[keep, j] for j in strongest]) if strongest else [],
+        "time (s)": np.concatenate([np.tile(times[keep], len(shown)), np.full(len(others), times[-1])]),
+        "instrument": [display_name(LABELS[j]) for j in shown for _ in range(keep.sum())]
+                      + [display_name(LABELS[j]) for j in others],
+        "confidence": np.concatenate([*(probs[keep, j] for j in shown), np.full(len(others), np.nan)]),
     })
+
+
+def plot_update(session: LiveSession, history: list[Hop], top_k: int, view_s: float) -> gr.LinePlot:
+    """The rolling plot's next frame, with its legend and time axis sent only when they change: the browser redraws
+    the whole chart for a changed setting and, while it does, drops the next frame's data."""
+    changed: dict = {}
+    legend = [display_name(LABELS[j]) for j in strongest(history, top_k)]
+    if legend != session.legend:
+        changed["colors_in_legend"] = session.legend = legend
+    pinned = session.analyser.seconds < view_s  # then the axis follows the data: the last `view_s` seconds
+    if pinned != session.pinned:
+        changed["x_lim"] = [0.0, view_s] if pinned else None
+        session.pinned = pinned
+    return gr.LinePlot(rolling_frame(history, top_k, view_s), **changed)
 
 
 def make_live(settings: Settings, tagger: Tagger | None, analyze: Callable[[str | None], tuple]):
@@ -99,11 +137,8 @@ def make_live(settings: Settings, tagger: Tagger | None, analyze: Callable[[str 
         except StreamError as exc:
             raise gr.Error(str(exc)) from None
         history = list(session.analyser.history)
-        ranking = now_playing(history[-1] if history else None, settings.top_k)
-        end = max(session.analyser.seconds, settings.live_view_seconds)
-        plot = gr.LinePlot(rolling_frame(history, settings.top_k, settings.live_view_seconds),
-                           x_lim=[end - settings.live_view_seconds, end])
-        return ranking, plot, session
+        ranking = now_playing(history[-1] if history else None, settings.top_k, settings.threshold)
+        return ranking, plot_update(session, history, settings.top_k, settings.live_view_seconds), session
 
     def on_stop(session: LiveSession | None):
         """The whole take through the upload handler: the same analysis, exports and JSON as an upload."""
@@ -133,16 +168,14 @@ class LiveControls:
 
 
 def live_section(settings: Settings) -> LiveControls:
-    """Render the "Listen live" section where the app's layout wants it; `wire_live` connects it."""
-    with gr.Accordion("Listen live: what the microphone hears now", open=True, elem_id="live"):
-        with gr.Row():
-            with gr.Column(scale=1):
-                mic = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone (live)")
-                gr.Markdown(f"Updated every {settings.live_hop_seconds:g} s while recording; press Stop for the "
-                            "full analysis of the take below.")
-            now = gr.Label(num_top_classes=settings.top_k, label="Now playing", scale=1, elem_id="live-now")
-        gr.HTML("", js_on_load=MUSIC_MICROPHONE_JS, padding=False)
-        rolling = gr.LinePlot(x="time (s)", y="confidence", color="instrument", y_lim=[0, 1],
+    """The "Listen live" tab, rendered where the app's layout wants it (inside its `gr.Tabs`); `wire_live`
+    connects it. The page's microphone script (`MUSIC_MICROPHONE_JS`) is the app's, as it serves both microphones."""
+    with gr.Tab("Listen live", id="live", elem_id="live"):
+        mic = gr.Audio(sources=["microphone"], type="numpy", streaming=True, label="Microphone (live)")
+        gr.Markdown(f"Updated every {settings.live_hop_seconds:g} s while recording; press Stop for the full "
+                    "analysis of the take.")
+        now = gr.Label(num_top_classes=settings.top_k, label="Now playing", elem_id="live-now")
+        rolling = gr.LinePlot(x="time (s)", y="confidence", color="instrument", y_lim=[0, 1], color_map=LIVE_COLORS,
                               label=f"Last {settings.live_view_seconds:g} s", elem_id="live-timeline")
     return LiveControls(mic, now, rolling, gr.State(None, time_to_live=STATE_TTL_S))
 

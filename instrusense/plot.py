@@ -9,24 +9,45 @@ backgrounds are transparent.
 
 from __future__ import annotations
 
+import colorsys
+
 import numpy as np
 import plotly.graph_objects as go
 
 from instrusense.analysis import Analysis
 from instrusense.formatting import percent, seconds
-from instrusense.taxonomy import LABEL_INDEX, display_name
+from instrusense.taxonomy import LABEL_INDEX, LABELS, display_name
 
 LANE = 0.7  # height of a lane's curve; lanes are 1 apart, the name sits above the curve
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-BELOW = "#9ca3af"  # lanes of instruments under the threshold: context, never segments
+BELOW = "#9ca3af"  # curves of instruments under the threshold: context, never segments
+_LANE_LUMINANCE = 0.2  # ≥ 3:1 against white and against a dark page alike (WCAG's bar for graphics)
+
+
+def _relative_luminance(rgb: tuple[float, float, float]) -> float:
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _colour(hue: float) -> str:
+    """The colour of `hue` whose luminance is `_LANE_LUMINANCE` (found by bisection on HLS lightness)."""
+    low, high = 0.0, 1.0
+    for _ in range(30):
+        mid = (low + high) / 2
+        low, high = (mid, high) if _relative_luminance(colorsys.hls_to_rgb(hue, mid, 0.75)) < _LANE_LUMINANCE else (low, mid)
+    return "#" + "".join(f"{round(255 * c):02x}" for c in colorsys.hls_to_rgb(hue, low, 0.75))
+
+
+# One colour per label, the same in every view (file timeline, live timeline) and whatever else plays: hues a golden
+# angle apart in taxonomy order, so that instruments of one family (often heard together) differ most.
+LABEL_COLORS: dict[str, str] = {label: _colour((0.61803398875 * i) % 1.0) for i, label in enumerate(LABELS)}
 _LANE_PX, _FRAME_PX = 62, 64
 
 
 def lane_names(analysis: Analysis, top_k: int) -> list[str]:
-    """Name of each lane, top lane first: name and clip confidence, greyed when under the threshold."""
+    """Name of each lane, top lane first: name and clip confidence, in italics when under the threshold (the page
+    greys them in the theme's subdued text colour, `app.PAGE_CSS`, which keeps them legible in light and dark)."""
     names = [f"{display_name(s.label)} {percent(s.confidence)}" for s in analysis.shown(top_k)]
-    return [n if s.confidence >= analysis.threshold else f"<span style='color:{BELOW}'>{n}</span>"
-            for n, s in zip(names, analysis.shown(top_k))]
+    return [n if s.confidence >= analysis.threshold else f"<i>{n}</i>" for n, s in zip(names, analysis.shown(top_k))]
 
 
 def heard(analysis: Analysis, top_k: int) -> list:
@@ -50,7 +71,7 @@ def label_plot(analysis: Analysis, top_k: int = 5) -> go.Figure:
         base = len(shown) - 1 - rank
         j = LABEL_INDEX[score.label]
         passes = score.confidence >= analysis.threshold
-        color = COLORS[rank % len(COLORS)] if passes else BELOW
+        color = LABEL_COLORS[score.label] if passes else BELOW
         name = display_name(score.label)
         for seg in (s for s in analysis.segments if s.label == score.label):
             fig.add_trace(go.Scatter(

@@ -6,10 +6,12 @@ import pytest
 import soundfile as sf
 
 import app
-from app_live import NOTHING_RECORDED, make_live, now_playing, rolling_frame, take_folder
+from app_live import LIVE_COLORS, NO_INSTRUMENT, NOTHING_RECORDED, make_live, now_playing, rolling_frame, take_folder
 from conftest import tone
 from instrusense.model import load_tagger
 from instrusense.settings import load_settings
+from instrusense.streaming import Hop
+from instrusense.taxonomy import LABEL_INDEX, LABELS, display_name
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def test_live_view_rolls_and_stop_gives_the_upload_analysis_of_the_take(handlers
     for i in range(0, len(take), 24000):  # 0.5 s chunks
         ranking, plot, session = on_chunk((48000, take[i:i + 24000]), session)
         frames.append(plot.value)
-    assert len(ranking) == settings.top_k and all(0 < c <= 1 for c in ranking.values())
+    assert len(ranking["confidences"]) == settings.top_k and all(0 < c["confidence"] <= 1 for c in ranking["confidences"])
     assert session.analyser.history[-1].time == pytest.approx(7.0)
     last = frames[-1]["data"]
     times = sorted({row[0] for row in last})
@@ -57,4 +59,47 @@ def test_live_mode_refuses_what_it_cannot_use(handlers):
 
 
 def test_views_of_an_empty_or_silent_stream_are_empty():
-    assert now_playing(None, 5) == {} and rolling_frame([], 5, 30.0).empty
+    assert now_playing(None, 5, 0.5) == {} and rolling_frame([], 5, 30.0).empty
+
+
+def _hop(time_s: float, **scores: float) -> Hop:
+    probs = np.zeros(len(LABELS), np.float32)
+    for label, c in scores.items():
+        probs[LABEL_INDEX[label]] = c
+    return Hop(time=time_s, start=max(time_s - 3.0, 0.0), probs=probs, closed=[])
+
+
+def test_now_playing_headlines_only_an_instrument_that_reaches_the_threshold():
+    weak = now_playing(_hop(1.0, saxophone=0.13, drums=0.0001), 5, 0.5)
+    assert weak["label"] == NO_INSTRUMENT  # a 13 % guess is listed, not headlined
+    assert [c["label"] for c in weak["confidences"]] == ["Saxophone"]  # nothing that would read "0 %"
+    assert now_playing(_hop(1.0, saxophone=0.9, piano=0.2), 5, 0.5)["label"] == "Saxophone"
+
+
+def test_every_frame_of_the_rolling_plot_names_every_instrument_in_a_fixed_colour():
+    """The browser fixes the colour scale to the first frame's instruments: every frame names all of them, those not
+    drawn with an empty (NaN) row, so an instrument first heard later is drawn too."""
+    history = [_hop(t, piano=0.8) for t in (0.5, 1.0)] + [_hop(t, piano=0.8, saxophone=0.9) for t in (1.5, 2.0)]
+    first, later = rolling_frame(history[:1], 5, 30.0), rolling_frame(history, 5, 30.0)
+    assert set(first["instrument"]) == set(later["instrument"]) == {display_name(label) for label in LABELS}
+    drawn = later.dropna()
+    assert set(drawn["instrument"]) == {"Piano", "Saxophone"} and len(drawn) == 8
+    assert first.dropna()["instrument"].tolist() == ["Piano"]
+    assert set(LIVE_COLORS) == {display_name(label) for label in LABELS} and len(set(LIVE_COLORS.values())) == len(LABELS)
+
+
+def test_the_plots_legend_and_axis_are_sent_only_when_they_change(handlers):
+    """The browser redraws the whole chart for a changed setting (and drops the next frame's data meanwhile): the
+    legend goes out when the strongest instruments change, the axis pinned to [0, view] at first and freed once."""
+    settings, _, (on_chunk, _) = handlers
+    chunk = np.round(tone(0.5, 48000) * 32767).astype(np.int16)
+    session, sent = None, []
+    for _ in range(12):  # 6 s, the test's view is 4 s
+        _, plot, session = on_chunk((48000, chunk), session)
+        sent.append({k: getattr(plot, k) for k in ("colors_in_legend", "x_lim")
+                     if k in plot._constructor_args[0]})
+    assert sent[0]["x_lim"] == [0.0, settings.live_view_seconds] and sent[0]["colors_in_legend"]
+    freed = [i for i, s in enumerate(sent) if "x_lim" in s and s["x_lim"] is None]
+    assert len(freed) == 1 and sum("x_lim" in s for s in sent) == 2  # pinned once, freed once
+    legends = [s["colors_in_legend"] for s in sent if "colors_in_legend" in s]
+    assert all(a != b for a, b in zip(legends, legends[1:]))  # sent only when it changed

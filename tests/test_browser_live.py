@@ -8,6 +8,8 @@ and close to the source file's (a browser's capture is resampled and offset, so 
 import time
 from pathlib import Path
 
+from app_live import LIVE_COLORS
+
 import pytest
 import soundfile as sf
 
@@ -76,7 +78,7 @@ def served_app():
     finally:
         app.make_analyze = make_analyze
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **app.PAGE_LOOK)
     try:
         yield f"http://127.0.0.1:{port}/", results, make_analyze, takes
     finally:
@@ -99,28 +101,46 @@ def test_live_mode_rolls_while_recording_and_ends_with_the_upload_analysis(live_
     url, results, make_analyze, takes = served_app
     page = live_browser.new_page(viewport={"width": 1280, "height": 1400})
     page.goto(url)
-    page.get_by_role("button", name="Record").first.click()
-    started, seen, shots = time.monotonic(), [], {}
-    now_playing = page.locator("#live-now [data-testid=label-output-value]")  # the top instrument
+    page.get_by_role("tab", name="Listen live").click()
+    page.locator("#live").get_by_role("button", name="Record").first.click()
+    started, seen, shots, legends = time.monotonic(), [], {}, []
+    now_playing = page.locator("#live-now dl")  # the listed instruments, strongest first (headed only from 50 %)
     while (elapsed := time.monotonic() - started) < 15.0:
         if now_playing.count():
-            seen.append((elapsed, now_playing.inner_text().strip()))
+            seen.append((elapsed, now_playing.first.inner_text().split("\n")[0].strip()))
+        legend = page.eval_on_selector_all("#live-timeline .role-legend-label text", "els => els.map(e => e.textContent)")
+        if legend:
+            drawn = page.eval_on_selector_all(  # the colours of the lines drawn (a line has more than one point)
+                "#live-timeline .mark-line path", "ps => ps.filter(p => (p.getAttribute('d') || '').includes('L'))"
+                ".map(p => p.getAttribute('stroke'))")
+            legends.append((elapsed, legend, drawn))
         for moment in (3.5, 11.0):
             if moment not in shots and elapsed >= moment:
                 shots[moment] = page.locator("#live-timeline").screenshot()
+        if "docs" not in shots and elapsed >= 14.0:  # the README's picture of the live view
+            shots["docs"] = page.locator("#live").screenshot(path=str(REPO_ROOT / "docs" / "live.png"))
         page.wait_for_timeout(250)
-    page.get_by_role("button", name="Stop").first.click()
+    page.locator("#live").get_by_role("button", name="Stop").first.click()
     *_, take_record, _ = _wait_for_result(page, results, 1)
     # the same recording uploaded through the page: the same analysis
-    page.locator("input[type=file]").first.set_input_files(str(takes[-1]))
+    page.get_by_role("tab", name="Record or upload").click()
+    page.locator("#recording input[type=file]").first.set_input_files(str(takes[-1]))
     page.get_by_role("button", name="Analyse").click()
     *_, upload_record, _ = _wait_for_result(page, results, 2)
     page.wait_for_function("document.body.innerText.includes('Acoustic guitar')", timeout=30000)
 
     assert shots[3.5] != shots[11.0]  # the timeline rolled on
+    # the plot draws instruments that first play after its first update, each in its own colour (it once kept the
+    # first update's five forever)
+    first_legend = set(legends[0][1])
+    _, last_legend, last_drawn = legends[-1]
+    newcomers = [name for name in last_legend if name not in first_legend]
+    assert newcomers, legends
+    for name in newcomers:
+        assert LIVE_COLORS[name].lower() in [c.lower() for c in last_drawn], (name, [(round(t, 1), l, d) for t, l, d in legends])
     first = {label for t, label in seen if t <= 6.0}  # wall-clock time: a busy machine delivers audio late
     later = {label for t, label in seen if t >= 9.5}
-    assert first & KEYBOARDS, seen  # the medley opens with an electric piano (heard as a keyboard)
+    assert first & KEYBOARDS, [s for s in seen if s[0] <= 6.0]  # the medley opens with an electric piano (heard as a keyboard)
     assert "Acoustic guitar" in later, seen  # ... and the steel-string guitar plays from 9 s
     assert take_record["file"].startswith("live-") and 11.5 <= take_record["duration"] <= 16.5
     assert {**take_record, "file": ""} == {**upload_record, "file": ""}

@@ -126,7 +126,7 @@ def test_lanes_under_the_threshold_stay_beside_an_instrument_heard():
     assert "under the threshold throughout" in describe(result, 5)
     ticks = [a.text for a in label_plot(result, 5).layout.annotations]  # context lanes, greyed: under the threshold
     assert len(ticks) == 5 and ticks[0] == "Cello 90.0 %"
-    assert all(t.startswith("<span") and "5.0 %" in t for t in ticks[1:])
+    assert all(t.startswith("<i>") and "5.0 %" in t for t in ticks[1:])  # italics; the page greys them (PAGE_CSS)
 
 
 def test_hover_names_instrument_time_and_confidence():
