@@ -13,6 +13,7 @@ skipped with a warning.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import io
 import json
 import logging
@@ -79,6 +80,11 @@ def _git(*args: str, cwd: Path | None = None, binary: bool = False):
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=not binary).stdout
 
 
+def _included(path: str, spec: str) -> bool:
+    """Whether ``path`` is under the folder ``spec`` or matches it as a glob, as ``git archive``'s pathspecs do."""
+    return path == spec or path.startswith(spec.rstrip("/") + "/") or fnmatch.fnmatchcase(path, spec)
+
+
 def extract_from_mirror(git_dir: Path, commit: str, include: tuple[str, ...], dest: Path) -> int:
     """Extract ``commit`` (only ``include`` paths if given) into ``dest``; returns how many blobs were missing."""
     try:
@@ -88,12 +94,12 @@ def extract_from_mirror(git_dir: Path, commit: str, include: tuple[str, ...], de
         return 0
     except subprocess.CalledProcessError:
         pass  # a blob is absent: fall back to file by file
-    listing = _git("--git-dir", str(git_dir), "ls-tree", "-r", "-z", commit, "--", *include)
+    listing = _git("--git-dir", str(git_dir), "ls-tree", "-r", "-z", commit)
     missing = 0
     for entry in filter(None, listing.split("\0")):
         meta, path = entry.split("\t", 1)
         _mode, kind, sha = meta.split()
-        if kind != "blob":
+        if kind != "blob" or (include and not any(_included(path, p) for p in include)):
             continue
         try:
             blob = _git("--git-dir", str(git_dir), "cat-file", "blob", sha, binary=True)

@@ -32,20 +32,26 @@ ACCIDENTALS = {"#": 1, "sharp": 1, "b": -1, "flat": -1, "": 0}
 
 
 def note_number(name: str) -> int:
-    """MIDI key of a note name such as ``A4``, ``Bb3``, ``C#5`` (A4 = 69)."""
+    """MIDI key of a note name such as ``A4``, ``Bb3``, ``C#5`` (A4 = 69), or of a MIDI key number itself
+    (``60``: files named by key, such as ``Horn.mf.60.m4a``)."""
+    if name.isdigit():
+        if int(name) > 127:
+            raise ValueError(f"not a MIDI key: {name!r}")
+        return int(name)
     m = re.fullmatch(r"([A-Ga-g])([#b]?)(-?\d)", name)
     if not m:
         raise ValueError(f"not a note name: {name!r}")
     return 12 * (int(m.group(3)) + 1) + NOTE_NAMES[m.group(1).upper()] + ACCIDENTALS[m.group(2)]
 
 
-def folder_sfz(folder: Path, glob: str, note_regex: str) -> str:
+def folder_sfz(folder: Path, glob: str, note_regex: str, min_seconds: float = 0.0) -> str:
     """SFZ text mapping a folder of single-note WAV files, one file per key (first file wins), each
-    region stretched halfway to its neighbours."""
+    region stretched halfway to its neighbours. Files shorter than ``min_seconds`` are left out (notes a
+    copy cropped to a few milliseconds)."""
     by_key: dict[int, Path] = {}
     for f in sorted(folder.glob(glob)):
         m = re.search(note_regex, f.name)
-        if m:
+        if m and (min_seconds <= 0 or _seconds(f) >= min_seconds):
             by_key.setdefault(note_number(m.group(1)), f)
     if not by_key:
         raise ValueError(f"no file in {folder} matches {glob!r} with a note name ({note_regex!r})")
@@ -80,6 +86,32 @@ def chord_sfz(folder: Path, glob: str, chord_regex: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seconds(path: Path) -> float:
+    import soundfile as sf
+
+    try:
+        return sf.info(path).duration
+    except (sf.LibsndfileError, RuntimeError):
+        return 0.0
+
+
+def _read_any(path: Path) -> tuple[np.ndarray, int]:
+    """Samples (frames, channels) and rate of ``path``: libsndfile's formats (WAV, FLAC, AIFF, Ogg, MP3), else
+    FFmpeg through torchcodec (AAC in .m4a)."""
+    import soundfile as sf
+
+    try:
+        return sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        try:
+            from torchcodec.decoders import AudioDecoder  # needs FFmpeg's libraries
+
+            samples = AudioDecoder(str(path)).get_all_samples()
+        except Exception as e2:  # noqa: BLE001 - any decoder failure: the file is left out with a warning
+            raise RuntimeError(f"libsndfile: {e}; ffmpeg: {e2}") from e2
+        return samples.data.numpy().T.astype(np.float32), int(samples.sample_rate)
+
+
 def transcode_to_flac(root: Path, suffix: str) -> int:
     """Write a FLAC copy beside every ``suffix`` file under ``root`` that has none; returns how many."""
     import soundfile as sf
@@ -90,8 +122,8 @@ def transcode_to_flac(root: Path, suffix: str) -> int:
         if dest.exists():
             continue
         try:
-            audio, sr = sf.read(f, dtype="float32")
-        except (sf.LibsndfileError, RuntimeError) as e:
+            audio, sr = _read_any(f)
+        except RuntimeError as e:
             log.warning("%s: cannot decode (%s), its notes stay silent", f, e)
             continue
         tmp = dest.with_name(f".{dest.name}.tmp")
@@ -116,7 +148,7 @@ def sfz_files(spec: LibrarySpec, root: Path) -> list[Path]:
         path = out_dir / f"{spec.name}.sfz"
         folder, glob = root / spec.folder["path"], spec.folder["glob"]
         path.write_text(chord_sfz(folder, glob, spec.folder["chord_regex"]) if is_chord_folder(spec)
-                        else folder_sfz(folder, glob, spec.folder["note_regex"]))
+                        else folder_sfz(folder, glob, spec.folder["note_regex"], spec.folder.get("min_seconds", 0.0)))
         return [path]
     files = []
     for rel in spec.sfz:
