@@ -270,7 +270,7 @@ def build_app(settings: Settings | None = None) -> gr.Blocks:
         notes = gr.Markdown(label="Notes", elem_id="timeline-text")
         table = gr.Dataframe(headers=TABLE_HEADERS, datatype=["str"] * 4, label="Segments (every one, in time order)",
                              interactive=False, wrap=True, max_height=420, elem_id="segments",
-                             column_widths=["30%", "18%", "18%", "34%"])
+                             column_widths=["31%", "19%", "19%", "31%"])
         with gr.Row():
             csv_file = gr.DownloadButton("Download segments (CSV)", visible=False, size="sm", elem_id="download-csv")
             audacity_file = gr.DownloadButton("Download Audacity labels", visible=False, size="sm", elem_id="download-audacity")

@@ -13,7 +13,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -23,7 +23,7 @@ import pandas as pd
 import soundfile as sf
 
 from instrusense.model import Tagger
-from instrusense.plot import LABEL_COLORS
+from instrusense.plot import LINE_COLORS
 from instrusense.settings import Settings
 from instrusense.streaming import Hop, StreamAnalyser, StreamError
 from instrusense.taxonomy import LABELS, display_name
@@ -47,8 +47,6 @@ if (media && media.getUserMedia && !media.__instrusense) {
 """
 NOTHING_RECORDED = "Nothing was recorded: allow the microphone, press Record, play, then Stop."
 NO_INSTRUMENT = "No instrument detected"
-# The rolling plot's colour per instrument: fixed for all labels (the browser keeps the colour scale it first drew).
-LIVE_COLORS = {display_name(label): colour for label, colour in LABEL_COLORS.items()}
 
 
 def take_folder() -> Path:
@@ -65,14 +63,38 @@ class LiveSession:
     """The rolling plot's legend as last sent."""
     pinned: bool | None = None
     """Whether the plot's time axis was last sent pinned to [0, view] (the first view's seconds) or left to the data."""
+    colours: dict[str, str] = field(default_factory=dict)
+    """The plot's colour of each instrument it has shown: kept for the session, never one of another line shown."""
+
+
+def assign_colours(colours: dict[str, str], legend: list[str]) -> bool:
+    """Make the colours of `legend`'s instruments distinct (in place): each keeps the colour it had unless one
+    earlier in the legend has it; the others get the first free one of `LINE_COLORS`. True if any changed."""
+    keep: dict[str, str] = {}
+    for name in legend:
+        if name in colours and colours[name] not in keep.values():
+            keep[name] = colours[name]
+    changed = False
+    for name in legend:
+        if name not in keep:
+            keep[name] = next((c for c in LINE_COLORS if c not in keep.values()), LINE_COLORS[0])
+            changed = changed or colours.get(name) != keep[name]
+    colours.update(keep)
+    return changed
+
+
+def colour_map(colours: dict[str, str]) -> dict[str, str]:
+    """A colour for every instrument (the browser fixes its colour scale to the first frame's instruments, and every
+    frame names them all): the session's for those shown so far, the first line colour for the rest (never drawn)."""
+    return {display_name(label): colours.get(display_name(label), LINE_COLORS[0]) for label in LABELS}
 
 
 def now_playing(hop: Hop | None, top_k: int, threshold: float) -> dict:
     """The latest window's ranking as `gr.Label` data, headed by its top instrument only when that reaches the
-    threshold (a 13 % guess is listed, not headlined); scores that would read "0 %" are left out."""
+    threshold (a 13 % guess is listed, not headlined); scores under 1 % (read as "0 %") are left out."""
     if hop is None:
         return {}
-    top = [(display_name(label), c) for label, c in hop.top(top_k) if c >= 0.0005]
+    top = [(display_name(label), c) for label, c in hop.top(top_k) if c >= 0.01]
     return {"label": top[0][0] if top and top[0][1] >= threshold else NO_INSTRUMENT,
             "confidences": [{"label": name, "confidence": round(float(c), 4)} for name, c in top]}
 
@@ -89,7 +111,7 @@ def rolling_frame(history: list[Hop], top_k: int, view_s: float) -> pd.DataFrame
     """Long-format scores (time, instrument, confidence) of the instruments strongest in the history, over the last
     `view_s` seconds; every other instrument has one empty row (confidence NaN, not drawn). The browser fixes the
     plot's colour scale to the instruments of the first frame it draws, so every frame names them all: one that
-    first plays later is drawn too, in its own colour (`LIVE_COLORS`)."""
+    first plays later is drawn too, in its own colour (`plot_update`)."""
     if not history:
         return pd.DataFrame({"time (s)": [], "instrument": [], "confidence": []})
     probs = np.stack([h.probs for h in history])
@@ -112,6 +134,8 @@ def plot_update(session: LiveSession, history: list[Hop], top_k: int, view_s: fl
     legend = [display_name(LABELS[j]) for j in strongest(history, top_k)]
     if legend != session.legend:
         changed["colors_in_legend"] = session.legend = legend
+        if assign_colours(session.colours, legend):
+            changed["color_map"] = colour_map(session.colours)
     pinned = session.analyser.seconds < view_s  # then the axis follows the data: the last `view_s` seconds
     if pinned != session.pinned:
         changed["x_lim"] = [0.0, view_s] if pinned else None
@@ -175,7 +199,7 @@ def live_section(settings: Settings) -> LiveControls:
         gr.Markdown(f"Updated every {settings.live_hop_seconds:g} s while recording; press Stop for the full "
                     "analysis of the take.")
         now = gr.Label(num_top_classes=settings.top_k, label="Now playing", elem_id="live-now")
-        rolling = gr.LinePlot(x="time (s)", y="confidence", color="instrument", y_lim=[0, 1], color_map=LIVE_COLORS,
+        rolling = gr.LinePlot(x="time (s)", y="confidence", color="instrument", y_lim=[0, 1], color_map=colour_map({}),
                               label=f"Last {settings.live_view_seconds:g} s", elem_id="live-timeline")
     return LiveControls(mic, now, rolling, gr.State(None, time_to_live=STATE_TTL_S))
 

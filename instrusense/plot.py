@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from instrusense.analysis import Analysis
 from instrusense.formatting import percent, seconds
-from instrusense.taxonomy import LABEL_INDEX, LABELS, display_name
+from instrusense.taxonomy import LABEL_INDEX, display_name
 
 LANE = 0.7  # height of a lane's curve; lanes are 1 apart, the name sits above the curve
 BELOW = "#9ca3af"  # curves of instruments under the threshold: context, never segments
@@ -37,9 +37,9 @@ def _colour(hue: float) -> str:
     return "#" + "".join(f"{round(255 * c):02x}" for c in colorsys.hls_to_rgb(hue, low, 0.75))
 
 
-# One colour per label, the same in every view (file timeline, live timeline) and whatever else plays: hues a golden
-# angle apart in taxonomy order, so that instruments of one family (often heard together) differ most.
-LABEL_COLORS: dict[str, str] = {label: _colour((0.61803398875 * i) % 1.0) for i, label in enumerate(LABELS)}
+# Eight hues far apart (red, orange, olive, green, teal, blue, purple, magenta), each at `_LANE_LUMINANCE`: as many
+# lines as a view shows (top 5, and a few more that pass the threshold), each told apart from the others.
+LINE_COLORS: tuple[str, ...] = tuple(_colour(h) for h in (0.6, 0.08, 0.33, 0.0, 0.75, 0.5, 0.88, 0.15))
 _LANE_PX, _FRAME_PX = 62, 64
 
 
@@ -71,7 +71,7 @@ def label_plot(analysis: Analysis, top_k: int = 5) -> go.Figure:
         base = len(shown) - 1 - rank
         j = LABEL_INDEX[score.label]
         passes = score.confidence >= analysis.threshold
-        color = LABEL_COLORS[score.label] if passes else BELOW
+        color = LINE_COLORS[rank % len(LINE_COLORS)] if passes else BELOW
         name = display_name(score.label)
         for seg in (s for s in analysis.segments if s.label == score.label):
             fig.add_trace(go.Scatter(

@@ -40,14 +40,14 @@ CONTRAST_JS = """
 }
 """
 
-# Words of the elements matching the selector that are split over two lines or cut off by their cell.
+# Words of the elements matching the selector that are split over two lines or stick out of their box (cut off).
 BROKEN_WORDS_JS = """
 (selector) => {
   const broken = [];
   for (const cell of document.querySelectorAll(selector)) {
-    const box = cell.getBoundingClientRect();
     const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
     for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const box = n.parentElement.getBoundingClientRect();  // the text's own box: a cut shows there
       for (const m of n.textContent.matchAll(/\S+/g)) {
         const range = document.createRange();
         range.setStart(n, m.index); range.setEnd(n, m.index + m[0].length);

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 import app
-from app_live import LIVE_COLORS, NO_INSTRUMENT, NOTHING_RECORDED, make_live, now_playing, rolling_frame, take_folder
+from app_live import NO_INSTRUMENT, assign_colours, colour_map, NOTHING_RECORDED, make_live, now_playing, rolling_frame, take_folder
 from conftest import tone
 from instrusense.model import load_tagger
 from instrusense.settings import load_settings
@@ -85,7 +85,20 @@ def test_every_frame_of_the_rolling_plot_names_every_instrument_in_a_fixed_colou
     drawn = later.dropna()
     assert set(drawn["instrument"]) == {"Piano", "Saxophone"} and len(drawn) == 8
     assert first.dropna()["instrument"].tolist() == ["Piano"]
-    assert set(LIVE_COLORS) == {display_name(label) for label in LABELS} and len(set(LIVE_COLORS.values())) == len(LABELS)
+    assert set(colour_map({})) == {display_name(label) for label in LABELS}  # a colour for every instrument named
+
+
+def test_the_lines_shown_have_distinct_colours_that_stay_while_they_are_shown():
+    colours: dict[str, str] = {}
+    assert assign_colours(colours, ["Piano", "Saxophone"])
+    first = dict(colours)
+    assert not assign_colours(colours, ["Saxophone", "Piano"])  # reordered: nothing changes
+    assign_colours(colours, ["Saxophone", "Piano", "Drums", "Banjo", "Harp"])
+    assert {k: colours[k] for k in first} == first and len({colours[k] for k in colours}) == 5
+    assign_colours(colours, ["Saxophone", "Drums", "Banjo", "Harp", "Violin"])  # piano out, violin in
+    assign_colours(colours, ["Piano", "Drums", "Banjo", "Harp", "Violin"])  # piano back, saxophone out
+    shown = ["Piano", "Drums", "Banjo", "Harp", "Violin"]
+    assert len({colours[k] for k in shown}) == 5
 
 
 def test_the_plots_legend_and_axis_are_sent_only_when_they_change(handlers):
