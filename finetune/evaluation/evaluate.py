@@ -224,6 +224,23 @@ def mfcc_scorer(path: str, batch_size: int, quantize: bool = False, device: str 
     return (lambda clips: score_clips(model, clips.waves)), info
 
 
+def make_scorer(spec: ModelSpec, batch_size: int, device: str = "auto", kind: str | None = None):
+    """`(scorer, info, note)` for one `--model NAME=PATH[:int8]`: the scorer of the model's kind (read from
+    the path, or `kind` when already read), or `(None, None, why)` when there is no model to score (no path,
+    a path with neither marker, a Hub id that cannot be loaded)."""
+    kind = kind or (model_kind(spec.path) if spec.path else None)
+    note = f"no {HF_MARKER} or {MFCC_MARKER} at {spec.path}" if spec.path else "not given"
+    if kind == "hub":
+        try:
+            return (*hf_scorer(spec.path, batch_size, quantize=spec.int8, device=device), "")
+        except ModelUnavailableError:
+            return None, None, f"could not load {spec.path} (no such folder here, nor on the Hub)"
+    if kind is None:
+        return None, None, note
+    make = mfcc_scorer if kind == "mfcc" else hf_scorer
+    return (*make(spec.path, batch_size, quantize=spec.int8, device=device), "")
+
+
 def clips_fingerprint(splits: dict[str, Clips]) -> str:
     """SHA-1 of every scored clip (audio and labels), so carried-over rows provably share the clips."""
     h = hashlib.sha1()
@@ -303,17 +320,9 @@ def evaluate(a: EvalArguments, command: str = "") -> dict:
     row_clips = {name: n for name, split, which in PARTS
                  if split in splits and (n := int(part_mask(splits[split], which).sum()))}
     for spec, kind in plan:
-        key, path = spec.name, spec.path
+        key = spec.name
         t0 = time.time()
-        scorer, note = None, f"no {HF_MARKER} or {MFCC_MARKER} at {path}" if path else "not given"
-        if kind == "hub":
-            try:
-                scorer, info = hf_scorer(path, a.batch_size, quantize=spec.int8, device=a.device)
-            except ModelUnavailableError:
-                note = f"could not load {path} (no such folder here, nor on the Hub)"
-        elif kind is not None:
-            make = mfcc_scorer if kind == "mfcc" else hf_scorer
-            scorer, info = make(path, a.batch_size, quantize=spec.int8, device=a.device)
+        scorer, info, note = make_scorer(spec, a.batch_size, a.device, kind)
         if scorer is None:
             carried = carried_rows(previous, key, splits, row_clips, results["args"])
             if carried is not None:
