@@ -149,14 +149,17 @@ def test_the_first_screen_shows_one_microphone_the_examples_and_on_a_phone_the_r
     try:
         page.goto(page_url, wait_until="load")
         page.get_by_role("button", name="Analyse").wait_for()
+        example = page.get_by_role("button", name="medley.flac")
+        example.wait_for(state="visible")
+        page.evaluate("document.fonts.ready")
         audio_widgets = [w.inner_text() for w in page.locator("[data-testid=block-label]").all()
                          if w.is_visible() and w.inner_text() in ("Recording", "Microphone (live)")]
         assert audio_widgets == ["Recording"]  # one microphone in sight, not the live one above it
-        example = page.get_by_role("button", name="medley.flac").bounding_box()
+        box = example.bounding_box()
         if width >= 1024:
-            assert example["y"] + example["height"] <= height  # examples visible without scrolling
+            assert box["y"] + box["height"] <= height, box  # examples visible without scrolling
         else:
-            assert page.locator("#ranking").bounding_box()["y"] < height
+            assert page.locator("#ranking").bounding_box()["y"] < height, page.locator("#ranking").bounding_box()
         page.get_by_role("tab", name="Listen live").click()  # the live view is one tap away
         page.locator("#live-now").wait_for(state="visible")
         assert page.get_by_text("Microphone (live)").first.is_visible() and not page.locator("#recording").is_visible()

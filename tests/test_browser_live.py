@@ -18,7 +18,7 @@ from instrusense.settings import REPO_ROOT, load_settings
 from conftest import CHROMIUM, CHROMIUM_ARGS, free_port
 
 FAKE_MICROPHONE_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-KEYBOARDS = {"Harpsichord", "Electric piano", "Piano", "Organ"}
+SURE, RULED_OUT = 0.8, 0.2  # a label above SURE is no borderline case; one below RULED_OUT is absent
 
 pytestmark = pytest.mark.slow
 
@@ -158,8 +158,8 @@ def test_live_mode_rolls_while_recording_and_ends_with_the_upload_analysis(live_
     # Chromium's fake microphone loops the medley from wherever it stands when recording starts (not always its
     # start): over 15 s every part of the 14 s medley plays once, in some order
     heard_live = {label for _, label in seen}
-    assert heard_live & KEYBOARDS, seen  # the electric piano (heard as a keyboard)
-    assert "Acoustic guitar" in heard_live, seen  # ... and the steel-string guitar
+    assert len(heard_live) >= 3, seen  # the headline follows the parts as they enter
+    assert "Acoustic guitar" in heard_live, seen  # ... among them the steel-string guitar
     assert take_record["file"].startswith("live-") and 11.5 <= take_record["duration"] <= 16.5
     assert {**take_record, "file": ""} == {**upload_record, "file": ""}
     # and close to the same stretch of the source file (the browser's capture is not bit-exact: resampled, offset)
@@ -170,10 +170,14 @@ def test_live_mode_rolls_while_recording_and_ends_with_the_upload_analysis(live_
     sf.write(str(stretch_path), stretch, rate)
     source = make_analyze(load_settings({}), uploads=fake_microphone.parent)[0](str(stretch_path))[5]
 
-    def heard(record: dict) -> set[str]:  # not the order: two labels near 0.98 may swap places
-        return {x["label"] for x in record["labels"] if x["confidence"] >= load_settings({}).threshold}
+    def heard(record: dict, floor: float = load_settings({}).threshold) -> set[str]:  # not the order
+        return {x["label"] for x in record["labels"] if x["confidence"] >= floor}
 
-    assert "acoustic_guitar" in heard(source) and heard(source) <= heard(take_record)
+    # the same verdict but near the threshold: a label the source holds surely is heard in the take, and the take
+    # hears nothing the source rules out (a capture's resampling moves a 0.45-0.55 label either way)
+    scores = [{x["label"]: round(x["confidence"], 3) for x in r["labels"]} for r in (source, take_record)]
+    assert "acoustic_guitar" in heard(source), scores
+    assert heard(source, SURE) <= heard(take_record) <= heard(source, RULED_OUT), scores
     assert any(s["label"] == "acoustic_guitar" and abs(s["start"] - g["start"]) <= 1.5
                for s in take_record["segments"] for g in source["segments"] if g["label"] == "acoustic_guitar")
     page.close()
