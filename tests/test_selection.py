@@ -119,3 +119,32 @@ def test_selection_command_scores_both_models_and_refuses_a_model_no_better_than
     out = capsys.readouterr().out
     assert f"| better on {REAL} or {NEGATIVES} | **no** |" in out and "may not replace" in out
     assert selection_main(["--candidate", str(tmp_path / "missing"), "--shipped", tiny_whisper, "--dataset", eval_dataset]) == 2
+
+
+def test_a_label_falls_only_beyond_one_clip_or_its_bootstrap_error():
+    from finetune.evaluation.selection import label_changes, label_report
+
+    labels = np.asarray(["piano"] * 20 + ["saxophone"] * 20 + ["banjo"] * 5, dtype=object)
+    shipped = np.ones(45, bool)
+    candidate = shipped.copy()
+    candidate[0] = False  # piano: one clip lost, inside the one-clip floor
+    candidate[20:23] = False  # saxophone: three lost, beyond the floor and the bootstrap error (~1.6 clips)
+    rows = {r["label"]: r for r in label_changes(candidate, shipped, labels)}
+    assert list(rows) == sorted(rows, key=LABELS.index)  # taxonomy order
+    assert (rows["piano"]["candidate"], rows["piano"]["shipped"], rows["piano"]["fell"]) == (19, 20, False)
+    assert rows["saxophone"]["fell"] and 1.0 < rows["saxophone"]["tolerance"] < 3.0
+    assert rows["banjo"] == {"label": "banjo", "clips": 5, "candidate": 5, "shipped": 5, "tolerance": 1.0,
+                             "fell": False}
+    # a gain is never a fall, however large
+    assert not any(r["fell"] for r in label_changes(shipped, candidate, labels))
+    assert "| saxophone | 20 | 17 | 20 |" in label_report("real held-out", list(rows.values()))
+
+
+def test_real_eval_is_reported_per_label_apart_from_real_held_out():
+    from finetune.evaluation.selection import real_hits
+
+    scores = {"real": _scores(REAL_CLIPS, {0}), "real_heldout": _scores(HELD, {1})}
+    parts = real_hits(scores, SPLITS)
+    assert list(parts["real-eval"][1]) == ["piano", "saxophone"] and list(parts["real-eval"][0]) == [False, True]
+    assert list(parts["real held-out"][1]) == ["drums", "drums", "saxophone", "banjo"]
+    assert list(parts["real held-out"][0]) == [True, True, True, False]

@@ -19,6 +19,10 @@ Real first, rendered second, and no label left behind (issue 27). All parts must
 5. every bar of the issue on held-out clips that the shipped model meets, the candidate meets too;
 6. it is better on something the issue asks for: the real held-out macro or the negatives' clean share is higher.
 
+Below the verdict, per label on real held-out and on real-eval, both models' top-1 clips and whether a label *fell*
+(`label_changes`: lost more clips than one paired-bootstrap standard error or one clip, whichever is larger), the
+tolerance an experiment's pre-registered per-label bars are read with (issue 38).
+
 Real-eval plays no part in the choice: it is the measurement, not a target. Among candidates that pass, the one with
 the highest real held-out macro is shipped. Exit status 0 when the candidate passes, 1 when it does not, 2 on
 an error.
@@ -54,21 +58,57 @@ MIN_LABEL_CLIPS, DRAWS = 10, 1000
 RARE = "rare labels (pooled)"
 
 
+def solo_hits(scores: np.ndarray, clips: Clips, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per single-label clip (of those ``keep`` marks): whether its top label is its label, and that label."""
+    y = multi_hot(clips.labels)
+    solo = solo_mask(y) & (np.ones(len(y), bool) if keep is None else keep)
+    label = y[solo].argmax(axis=1)
+    return scores[solo].argmax(axis=1) == label, np.asarray([LABELS[j] for j in label], dtype=object)
+
+
+def real_hits(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``solo_hits`` of the real held-out clips (the `real` split outside real-eval, and `real_heldout`) and, apart,
+    of real-eval."""
+    real = splits["real"]
+    parts = [solo_hits(scores["real"], real, ~part_mask(real, HELD_OUT))]
+    if "real_heldout" in splits:
+        parts.append(solo_hits(scores["real_heldout"], splits["real_heldout"]))
+    return {"real held-out": tuple(np.concatenate(p) for p in zip(*parts)),
+            HELD_OUT: solo_hits(scores["real"], real, part_mask(real, HELD_OUT))}
+
+
 def held_out_hits(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> tuple[np.ndarray, np.ndarray]:
     """Per single-label real held-out clip: whether its top label is its label, and the group it counts in
     (its label, or ``RARE`` when the label has fewer than ``MIN_LABEL_CLIPS`` such clips)."""
-    real = splits["real"]
-    outside = ~part_mask(real, HELD_OUT)
-    s, y = [scores["real"][outside]], [multi_hot(real.labels)[outside]]
-    if "real_heldout" in splits:
-        s.append(scores["real_heldout"])
-        y.append(multi_hot(splits["real_heldout"].labels))
-    s, y = np.concatenate(s), np.concatenate(y)
-    solo = solo_mask(y)
-    s, label = s[solo], y[solo].argmax(axis=1)
-    counts = np.bincount(label, minlength=len(LABELS))
-    groups = np.asarray([LABELS[j] if counts[j] >= MIN_LABEL_CLIPS else RARE for j in label], dtype=object)
-    return s.argmax(axis=1) == label, groups
+    hits, labels = real_hits(scores, splits)["real held-out"]
+    names, counts = np.unique(labels, return_counts=True)
+    common = {n for n, c in zip(names, counts) if c >= MIN_LABEL_CLIPS}
+    return hits, np.asarray([lab if lab in common else RARE for lab in labels], dtype=object)
+
+
+def label_changes(candidate: np.ndarray, shipped: np.ndarray, labels: np.ndarray,
+                  draws: int = DRAWS, seed: int = 0) -> list[dict]:
+    """Per label, both models' hits and whether the candidate *fell*: lost more clips than its tolerance, one
+    paired-bootstrap standard error of the label's difference in hits or one clip, whichever is larger (issue 38:
+    the tolerance every pre-registered per-label bar carries). Labels in taxonomy order."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label in sorted(set(labels), key=LABELS.index):
+        idx = np.flatnonzero(labels == label)
+        diff = candidate[idx].astype(int) - shipped[idx].astype(int)
+        tolerance = max(float(diff[rng.integers(0, len(idx), (draws, len(idx)))].sum(axis=1).std()), 1.0)
+        rows.append({"label": label, "clips": len(idx), "candidate": int(candidate[idx].sum()),
+                     "shipped": int(shipped[idx].sum()), "tolerance": tolerance, "fell": diff.sum() < -tolerance})
+    return rows
+
+
+def label_report(name: str, rows: list[dict]) -> str:
+    """``label_changes`` as a markdown table under a heading line."""
+    lines = [f"{name}, top-1 clips per label (a fall: more than max(paired-bootstrap SE, 1 clip) lost):", "",
+             "| label | clips | candidate | shipped | tolerance | fell |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['label']} | {r['clips']} | {r['candidate']} | {r['shipped']} | {r['tolerance']:.1f} | "
+              f"{'**yes**' if r['fell'] else 'no'} |" for r in rows]
+    return "\n".join(lines)
 
 
 def group_macro(hits: np.ndarray, groups: np.ndarray) -> float:
@@ -174,12 +214,13 @@ def main(argv: list[str] | None = None) -> int:
                   if s in present}
         real_labels = labels_with_real_data(present["train"]) if "train" in present else frozenset()
         log.info("labels with real training data: %s", sorted(real_labels))
-        metrics, hits = {}, {}
+        metrics, hits, per_label = {}, {}, {}
         for name in (args.candidate, args.shipped):
             scorer, _ = hf_scorer(name, args.batch_size, device=args.device)
             scores = {s: scorer(c) for s, c in splits.items()}
             metrics[name] = rule_metrics(scores, splits, real_labels)
             hits[name], groups = held_out_hits(scores, splits)
+            per_label[name] = real_hits(scores, splits)
             log.info("scored %s", name)
     except (OSError, ValueError, KeyError, ModelUnavailableError) as err:
         log.error("%s", err)
@@ -187,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     candidate, shipped = metrics[args.candidate], metrics[args.shipped]
     checks = judge(candidate, shipped, paired_standard_error(hits[args.candidate], hits[args.shipped], groups))
     print(report(candidate, shipped, checks))
+    for part, (labels_hit, labels) in per_label[args.shipped].items():  # the same clips in the same order for both
+        if len(labels):
+            rows = label_changes(per_label[args.candidate][part][0], labels_hit, labels)
+            print("\n" + label_report(part + (" (not part of the rule)" if part == HELD_OUT else ""), rows))
     return 0 if all(ok for _, ok in checks) else 1
 
 
