@@ -5,6 +5,7 @@ Kept apart from the engines, so that every engine's audio becomes a clip the sam
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,3 +67,25 @@ def assemble(rng: np.random.Generator, parts: list[Part], audios: list[np.ndarra
     labels = sorted(acts)
     return Clip(out, labels, [acts[l].tolist() for l in labels], kind, source,
                 [p.program.gm_name for p in parts])
+
+
+def active_mask(wave: np.ndarray, activity: Sequence[float] | None = None) -> np.ndarray:
+    """Per sample, whether the part sounds there: its activity frames (FPS per second) when given and any is
+    set, else the frames whose RMS is within ``ACTIVITY_GATE_DB`` of the loudest frame (as rendered parts are
+    gated in :func:`activity`)."""
+    hop = SAMPLE_RATE // FPS
+    n_frames = -(-len(wave) // hop)
+    act = np.asarray(activity if activity is not None else [], np.float32)[:n_frames] > 0
+    if not act.any():
+        frames = np.pad(wave.astype(np.float64), (0, n_frames * hop - len(wave))).reshape(n_frames, hop)
+        rms = np.sqrt((frames ** 2).mean(axis=1))
+        act = rms > rms.max() * 10 ** (ACTIVITY_GATE_DB / 20) if rms.max() > 0 else np.ones(n_frames, bool)
+    act = np.pad(act, (0, n_frames - len(act)))
+    return np.repeat(act, hop)[:len(wave)]
+
+
+def active_rms(wave: np.ndarray, activity: Sequence[float] | None = None) -> float:
+    """The RMS of ``wave`` over the samples where it sounds (:func:`active_mask`): a part's level that a
+    decaying note's silent tail does not lower."""
+    mask = active_mask(wave, activity)
+    return float(np.sqrt(np.mean(wave[mask].astype(np.float64) ** 2))) if mask.any() else 0.0

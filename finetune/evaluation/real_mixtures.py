@@ -48,7 +48,7 @@ import torch
 from transformers import HfArgumentParser
 
 from finetune.data.clips import Clips, crop, load_clips
-from finetune.data.mixing import ACTIVITY_GATE_DB
+from finetune.data.mixing import active_rms
 from finetune.data.schema import DEFAULT_DATASET, FPS, SAMPLE_RATE
 from finetune.evaluation.evaluate import (_json_safe, _num, _pct, _table, gather_models, machine, make_scorer,
                                           model_specs)
@@ -105,27 +105,6 @@ class Mixture:
 
 
 # --------------------------------------------------------------------------------------------- mixing
-
-
-def active_mask(wave: np.ndarray, activity: Sequence[float] | None = None) -> np.ndarray:
-    """Per sample, whether the part sounds there: its activity frames (FPS per second) when given and any is
-    set, else the frames whose RMS is within ``ACTIVITY_GATE_DB`` of the loudest frame (as rendered parts are
-    gated in ``finetune.data.mixing``)."""
-    hop = SAMPLE_RATE // FPS
-    n_frames = -(-len(wave) // hop)
-    act = np.asarray(activity if activity is not None else [], np.float32)[:n_frames] > 0
-    if not act.any():
-        frames = np.pad(wave.astype(np.float64), (0, n_frames * hop - len(wave))).reshape(n_frames, hop)
-        rms = np.sqrt((frames ** 2).mean(axis=1))
-        act = rms > rms.max() * 10 ** (ACTIVITY_GATE_DB / 20) if rms.max() > 0 else np.ones(n_frames, bool)
-    act = np.pad(act, (0, n_frames - len(act)))
-    return np.repeat(act, hop)[:len(wave)]
-
-
-def active_rms(wave: np.ndarray, activity: Sequence[float] | None = None) -> float:
-    """The RMS of ``wave`` over the samples where it sounds (:func:`active_mask`)."""
-    mask = active_mask(wave, activity)
-    return float(np.sqrt(np.mean(wave[mask].astype(np.float64) ** 2))) if mask.any() else 0.0
 
 
 def mix_parts(waves: Sequence[np.ndarray], activities: Sequence[Sequence[float] | None],
