@@ -118,6 +118,10 @@ def test_selection_command_scores_both_models_and_refuses_a_model_no_better_than
                            "--device", "cpu"]) == 1
     out = capsys.readouterr().out
     assert f"| better on {REAL} or {NEGATIVES} | **no** |" in out and "may not replace" in out
+    assert "real held-out, top-1 clips per label" in out and "| fell |" in out
+    assert selection_main(["--candidate", tiny_whisper, "--shipped", tiny_whisper, "--dataset", eval_dataset,
+                           "--int8"]) == 1  # as the CLI scores on a CPU
+    assert "may not replace" in capsys.readouterr().out
     assert selection_main(["--candidate", str(tmp_path / "missing"), "--shipped", tiny_whisper, "--dataset", eval_dataset]) == 2
 
 

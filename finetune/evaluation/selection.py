@@ -1,6 +1,6 @@
 """May a candidate replace the shipped model? The README's selection rule, as a command.
 
-    python -m finetune.evaluation.selection --candidate DIR [--dataset data/instruments-v4] [--shipped models/instrusense]
+    python -m finetune.evaluation.selection --candidate DIR [--dataset data/instruments-v4] [--shipped models/instrusense] [--int8]
 
 Real first, rendered second, and no label left behind (issue 27). All parts must hold:
 
@@ -203,6 +203,8 @@ class SelectionArguments:
         "help": "has the validation and real splits (and real_heldout, negatives where built)"})
     batch_size: int = field(default=32)
     device: str = field(default="auto")
+    int8: bool = field(default=False, metadata={
+        "help": "score both models as the CLI does on a CPU (dynamic int8 linears), for the per-label tables"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("labels with real training data: %s", sorted(real_labels))
         metrics, hits, per_label = {}, {}, {}
         for name in (args.candidate, args.shipped):
-            scorer, _ = hf_scorer(name, args.batch_size, device=args.device)
+            scorer, _ = hf_scorer(name, args.batch_size, quantize=args.int8, device=args.device)
             scores = {s: scorer(c) for s, c in splits.items()}
             metrics[name] = rule_metrics(scores, splits, real_labels)
             hits[name], groups = held_out_hits(scores, splits)
