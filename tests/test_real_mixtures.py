@@ -192,3 +192,23 @@ def test_command_runs_end_to_end_and_writes_its_table(heldout, tiny_whisper, tmp
     assert set(tiny["groups"]) == set(GROUPS) and len(tiny["mixture_scores"]) == len(results["mixtures"]) == 13
     assert set(tiny["examples"]["cropped"]["confidence"]) == {"saxophone", "acoustic_guitar"}
     assert "gone" in results["skipped"]
+    assert results["paired"] == {}  # one model scored: nothing to set against it
+    # the same model twice (float and int8): each group's difference against the first, with its error
+    assert main(["--dataset", heldout, "--model", f"tiny={tiny_whisper}", "--model", f"tiny8={tiny_whisper}:int8",
+                 "--duos", "3", "--trios", "2", "--examples", str(sax), str(guitar), "--out", str(out)]) == 0
+    paired = json.loads((out / "results.json").read_text())["paired"]
+    assert set(paired) == {"tiny8"} and set(paired["tiny8"]) == set(GROUPS)
+    assert paired["tiny8"]["duos 0 dB"]["mixtures"] == 3
+    assert "### Against tiny: all heard" in (out / "results.md").read_text()
+
+
+def test_paired_difference_is_the_mean_change_with_a_bootstrap_error():
+    from finetune.evaluation.real_mixtures import paired_difference
+
+    same = np.array([True, False] * 20)
+    assert paired_difference(same, same) == (0.0, 0.0)
+    better = same.copy()
+    better[1:11:2] = True  # five more of forty
+    d, se = paired_difference(same, better)
+    assert d == pytest.approx(5 / 40) and 0.03 < se < 0.08  # binomial-like: sqrt(p(1-p)/n) = 0.052
+    assert paired_difference(same, better) == (d, se)  # seeded

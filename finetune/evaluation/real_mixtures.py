@@ -27,6 +27,8 @@ part(s) are (unequal levels), and the mean number of absent labels at or above i
 `examples/saxophone.flac` + `examples/acoustic_guitar.flac` summed 1:1 (equal gain, no level matching), cut to
 the shorter file's length (both instruments sound throughout: the check), and with the shorter file
 zero-padded to the longer's length.
+With two or more models, each after the first is also set against the first, per group: the difference in the
+"all heard" share and its paired-bootstrap standard error (the same resampled mixtures for both).
 Writes results.json and results.md to --out and prints the markdown.
 """
 
@@ -260,6 +262,37 @@ def group_figures(scores: np.ndarray, mixtures: Sequence[Mixture], threshold: fl
     return rows
 
 
+def all_heard(scores: np.ndarray, mixtures: Sequence[Mixture], threshold: float) -> np.ndarray:
+    """Per mixture, whether every instrument present is at or above ``threshold``."""
+    return np.asarray([all(scores[i, LABEL_INDEX[lab]] >= threshold for lab in m.labels)
+                       for i, m in enumerate(mixtures)], bool)
+
+
+def paired_difference(reference: np.ndarray, other: np.ndarray, draws: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """``mean(other) - mean(reference)`` over the same mixtures, and its paired-bootstrap standard error (the same
+    resampled mixtures for both): the tolerance a per-group bar is read with (issue 38)."""
+    if not len(reference):
+        return float("nan"), float("nan")
+    diff = other.astype(float) - reference.astype(float)
+    idx = np.random.default_rng(seed).integers(0, len(diff), (draws, len(diff)))
+    return float(diff.mean()), float(diff[idx].mean(axis=1).std())
+
+
+def paired_rows(flags: dict[str, np.ndarray], mixtures: Sequence[Mixture]) -> dict[str, dict[str, dict]]:
+    """For every model after the first: per group, its "all heard" share minus the first model's and the paired
+    standard error of that difference."""
+    names = list(flags)
+    groups = [m.group for m in mixtures]
+    out = {}
+    for name in names[1:]:
+        out[name] = {}
+        for g in dict.fromkeys(groups):
+            idx = [i for i, x in enumerate(groups) if x == g]
+            d, se = paired_difference(flags[names[0]][idx], flags[name][idx])
+            out[name][g] = {"difference": d, "se": se, "mixtures": len(idx)}
+    return out
+
+
 def example_figures(scores: np.ndarray, labels: Sequence[str], threshold: float) -> dict:
     """The example mix's confidence for each of its instruments, and whether all of them are named."""
     conf = {label: float(scores[LABEL_INDEX[label]]) for label in labels}
@@ -320,6 +353,7 @@ def evaluate_mixtures(a: RealMixtureArguments, command: str = "") -> dict:
         "models": {}, "skipped": {},
     }
     log.info("%d mixtures from %d clips of %s (%s)", len(mixtures), len(used), a.split, results["data"]["mixtures"])
+    flags = {}
     for spec in specs:
         t0 = time.time()
         scorer, info, note = make_scorer(spec, a.batch_size, a.device)
@@ -329,6 +363,7 @@ def evaluate_mixtures(a: RealMixtureArguments, command: str = "") -> dict:
             continue
         scores = scorer(as_clips(mixtures)) if mixtures else np.zeros((0, len(LABELS)), np.float32)
         info["groups"] = group_figures(scores, mixtures, threshold)
+        flags[spec.name] = all_heard(scores, mixtures, threshold)
         if len(examples):
             ex = scorer(examples)
             info["examples"] = {mode: example_figures(ex[k], example_labels, threshold)
@@ -341,6 +376,7 @@ def evaluate_mixtures(a: RealMixtureArguments, command: str = "") -> dict:
         results["models"][spec.name] = info
         log.info("%s: %s (%.0f s)", spec.name, json.dumps({g: {k: v for k, v in r.items() if k != "per_label_heard"}
                                                            for g, r in info["groups"].items()}), info["seconds"])
+    results["paired"] = paired_rows(flags, mixtures)  # every model after the first against the first
     return results
 
 
@@ -403,6 +439,13 @@ def render_markdown(results: dict) -> str:
             ["label"] + list(models), [[lab] + [_pct(info["groups"].get(GROUPS[0], {}).get("per_label_heard", {})
                                                     .get(lab, float("nan"))) for info in models.values()]
                                        for lab in labels]))
+    paired = results.get("paired") or {}
+    if paired:
+        first = next(iter(models))
+        parts.append(f"### Against {first}: all heard, difference in points (paired-bootstrap standard error)\n"
+                     + _table(["model", "mixtures", "n", "difference", "SE"],
+                              [[name, g, r["mixtures"], f"{100 * r['difference']:+.1f}", f"{100 * r['se']:.1f}"]
+                               for name, rows_ in paired.items() for g, r in rows_.items()]))
     times = [f"{name} {info['seconds']:g} s" for name, info in models.items()]
     if times:
         parts.append("Time to score (all mixtures and the example): " + ", ".join(times) + ".")
