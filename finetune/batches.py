@@ -13,7 +13,6 @@ import torch
 
 from finetune.augment import augment, varispeed
 from finetune.data.clips import Clips, crop
-from finetune.data.mixing import active_rms
 from finetune.data.schema import SAMPLE_RATE
 from instrusense.taxonomy import LABEL_INDEX, LABELS
 
@@ -30,14 +29,8 @@ class TrainBatches:
     augment: bool = True
     short_fraction: float = 0.0
     mix_fraction: float = 0.0
-    real_mix_fraction: float = 0.0
     pitch_shift: float = 0.0
     pitch_shift_drums: bool = True
-    real_mix_db: float = 12.0
-
-    def __post_init__(self) -> None:
-        origins = self.clips.origins or [""] * len(self.clips)
-        self._real = [i for i, (o, labs) in enumerate(zip(origins, self.clips.labels)) if o == "real" and labs]
 
     def batch(self, step: int) -> tuple[dict, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
@@ -51,10 +44,7 @@ class TrainBatches:
                 length = int(rng.integers(SAMPLE_RATE // 10, self.window))
             labels = set(self.clips.labels_in(int(i), start, round(length * span / self.window)))
             if self.mix_fraction and rng.random() < self.mix_fraction:
-                if self.real_mix_fraction and self._real and rng.random() < self.real_mix_fraction:
-                    wave, extra = self._mix_in_real(wave, labels, length, rng)
-                else:
-                    wave, extra = self._mix_in(wave, length, rng)
+                wave, extra = self._mix_in(wave, length, rng)
                 labels |= extra
             if length < self.window:
                 wave = np.concatenate([wave[:length], np.zeros(self.window - length, np.float32)])
@@ -106,25 +96,6 @@ class TrainBatches:
         if peak > 0:
             mix *= target / peak
         return mix.astype(np.float32), labels
-
-
-    def _mix_in_real(self, wave: np.ndarray, labels: set[str], length: int,
-                     rng: np.random.Generator) -> tuple[np.ndarray, set[str]]:
-        """Add one crop of a real recording of another label, its level ±`real_mix_db` from the first crop's, both
-        measured over where they sound (`active_rms`): the mixtures `finetune.evaluation.real_mixtures` scores,
-        with a real part in each (issue 38, item 3). The sum keeps the first crop's peak level."""
-        for _ in range(8):  # a real clip whose labels are not already here
-            j = self._real[int(rng.integers(len(self._real)))]
-            if not set(self.clips.labels[j]) & labels:
-                break
-        other, start = crop(self.clips.waves[j], self.window, rng)
-        mine, theirs = active_rms(wave), active_rms(other)
-        if mine <= 0 or theirs <= 0:
-            return wave, set()
-        offset = rng.uniform(-self.real_mix_db, self.real_mix_db)
-        mix = wave.astype(np.float64) + other.astype(np.float64) * (mine / theirs) * 10 ** (offset / 20)
-        peak, target = np.abs(mix).max(), np.abs(wave).max()
-        return (mix * (target / peak)).astype(np.float32), set(self.clips.labels_in(j, start, length))
 
 
 class _Steps(torch.utils.data.Dataset):

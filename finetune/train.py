@@ -73,9 +73,6 @@ class DataArguments:
         "help": "share of examples cut to 0.1–3 s and zero-padded, as the app pads short recordings"})
     mix_fraction: float = field(default=0.5, metadata={
         "help": "share of examples that get 1-2 crops of other training clips mixed in (labels: the union)"})
-    real_mix_fraction: float = field(default=0.0, metadata={
-        "help": "share of the mixed examples whose added part is one real recording of another label, at -12 to "
-                "+12 dB from the first on active RMS (issue 38; experiment)"})
     pitch_shift: float = field(default=2.0, metadata={
         "help": "play every training clip up to this many semitones faster or slower (varispeed; 0: off)"})
     pitch_shift_drums: bool = field(default=False, metadata={
@@ -156,8 +153,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
              time.time() - started)
     batches = TrainBatches(clips, extractor, round(m.window_seconds * SAMPLE_RATE), t.batch_size, seed=t.seed,
                            augment=d.augment, short_fraction=d.short_fraction, mix_fraction=d.mix_fraction,
-                           real_mix_fraction=d.real_mix_fraction, pitch_shift=d.pitch_shift,
-                           pitch_shift_drums=d.pitch_shift_drums)
+                           pitch_shift=d.pitch_shift, pitch_shift_drums=d.pitch_shift_drums)
     optimizer = torch.optim.AdamW(param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay))
     schedule = get_cosine_schedule_with_warmup(optimizer, max(1, int(t.warmup_fraction * t.max_steps)), t.max_steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
