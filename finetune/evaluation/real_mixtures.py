@@ -219,6 +219,12 @@ def example_mix(waves: Sequence[np.ndarray], mode: str = "cropped") -> np.ndarra
 # -------------------------------------------------------------------------------------------- figures
 
 
+def all_heard(scores: np.ndarray, labels: Sequence[Sequence[str]], threshold: float) -> np.ndarray:
+    """Per mixture, whether every instrument present (its ``labels``) is at or above ``threshold``."""
+    return np.asarray([all(scores[i, LABEL_INDEX[lab]] >= threshold for lab in labs)
+                       for i, labs in enumerate(labels)], bool)
+
+
 def mixture_figures(scores: np.ndarray, labels: Sequence[Sequence[str]], offsets_db: Sequence[Sequence[float]],
                     threshold: float) -> dict:
     """One row, from each mixture's clip scores, labels and parts' levels (dB, parallel to its labels): mAP over
@@ -238,7 +244,7 @@ def mixture_figures(scores: np.ndarray, labels: Sequence[Sequence[str]], offsets
     return {
         "mixtures": int(n),
         "mAP": mean_average_precision(np.asarray(scores), y.astype(np.float32)) if n else float("nan"),
-        "all_heard": float(np.mean([heard[i, y[i]].all() for i in range(n)])) if n else float("nan"),
+        "all_heard": float(all_heard(np.asarray(scores), labels, threshold).mean()) if n else float("nan"),
         "unequal": len(unequal),
         "quieter_heard": float(np.mean([parts_heard(i, lambda o, offs: o == min(offs)) for i in unequal]))
         if unequal else float("nan"),
@@ -260,12 +266,6 @@ def group_figures(scores: np.ndarray, mixtures: Sequence[Mixture], threshold: fl
             rows[g] = mixture_figures(scores[idx], [mixtures[i].labels for i in idx],
                                       [mixtures[i].offsets_db for i in idx], threshold)
     return rows
-
-
-def all_heard(scores: np.ndarray, mixtures: Sequence[Mixture], threshold: float) -> np.ndarray:
-    """Per mixture, whether every instrument present is at or above ``threshold``."""
-    return np.asarray([all(scores[i, LABEL_INDEX[lab]] >= threshold for lab in m.labels)
-                       for i, m in enumerate(mixtures)], bool)
 
 
 def paired_difference(reference: np.ndarray, other: np.ndarray, draws: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -363,7 +363,7 @@ def evaluate_mixtures(a: RealMixtureArguments, command: str = "") -> dict:
             continue
         scores = scorer(as_clips(mixtures)) if mixtures else np.zeros((0, len(LABELS)), np.float32)
         info["groups"] = group_figures(scores, mixtures, threshold)
-        flags[spec.name] = all_heard(scores, mixtures, threshold)
+        flags[spec.name] = all_heard(scores, [m.labels for m in mixtures], threshold)
         if len(examples):
             ex = scorer(examples)
             info["examples"] = {mode: example_figures(ex[k], example_labels, threshold)

@@ -81,9 +81,14 @@ def held_out_hits(scores: dict[str, np.ndarray], splits: dict[str, Clips]) -> tu
     """Per single-label real held-out clip: whether its top label is its label, and the group it counts in
     (its label, or ``RARE`` when the label has fewer than ``MIN_LABEL_CLIPS`` such clips)."""
     hits, labels = real_hits(scores, splits)["real held-out"]
+    return hits, pooled_groups(labels)
+
+
+def pooled_groups(labels: np.ndarray) -> np.ndarray:
+    """Each clip's group: its label, or ``RARE`` when the label has fewer than ``MIN_LABEL_CLIPS`` clips."""
     names, counts = np.unique(labels, return_counts=True)
     common = {n for n, c in zip(names, counts) if c >= MIN_LABEL_CLIPS}
-    return hits, np.asarray([lab if lab in common else RARE for lab in labels], dtype=object)
+    return np.asarray([lab if lab in common else RARE for lab in labels], dtype=object)
 
 
 def label_changes(candidate: np.ndarray, shipped: np.ndarray, labels: np.ndarray,
@@ -221,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
             scorer, _ = hf_scorer(name, args.batch_size, quantize=args.int8, device=args.device)
             scores = {s: scorer(c) for s, c in splits.items()}
             metrics[name] = rule_metrics(scores, splits, real_labels)
-            hits[name], groups = held_out_hits(scores, splits)
             per_label[name] = real_hits(scores, splits)
+            hits[name], labels = per_label[name]["real held-out"]  # held_out_hits, from the hits already taken
+            groups = pooled_groups(labels)
             log.info("scored %s", name)
     except (OSError, ValueError, KeyError, ModelUnavailableError) as err:
         log.error("%s", err)
