@@ -37,6 +37,17 @@ def tone(seconds: float, rate: int, channels: int = 1, freq: float = 440.0, leve
     return np.repeat(np.asarray(x, np.float32)[:, None], channels, axis=1)
 
 
+def label_scores(rows: list[dict[str, float]]) -> np.ndarray:
+    """A score matrix over the taxonomy from one {label: score} dict per clip (every other label 0)."""
+    from instrusense.taxonomy import LABEL_INDEX, LABELS
+
+    s = np.zeros((len(rows), len(LABELS)), np.float32)
+    for i, r in enumerate(rows):
+        for label, v in r.items():
+            s[i, LABEL_INDEX[label]] = v
+    return s
+
+
 @pytest.fixture
 def write_audio(tmp_path):
     """write_audio(name, seconds=2, rate=16000, channels=1, subtype=None, data=None) -> path."""

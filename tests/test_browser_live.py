@@ -8,7 +8,6 @@ and close to the source file's (a browser's capture is resampled and offset, so 
 import time
 from pathlib import Path
 
-
 import numpy as np
 import pytest
 import soundfile as sf

@@ -11,19 +11,12 @@ from finetune.metrics import family_accuracy, mean_average_precision, multi_hot,
 from finetune.model_card import CARD_END, CARD_START
 from finetune.scoring import score_clips
 from instrusense.taxonomy import LABEL_INDEX, LABELS
-
-
-def _scores(rows: list[dict[str, float]]) -> np.ndarray:
-    s = np.zeros((len(rows), len(LABELS)), np.float32)
-    for i, r in enumerate(rows):
-        for label, v in r.items():
-            s[i, LABEL_INDEX[label]] = v
-    return s
+from conftest import label_scores
 
 
 def test_metrics_on_a_hand_made_example():
     y = multi_hot([["violin"], ["flute"], ["trumpet"], ["drums"]])
-    scores = _scores([
+    scores = label_scores([
         {"violin": 0.9, "cello": 0.5},  # top-1 right
         {"oboe": 0.8, "clarinet": 0.7, "flute": 0.6},  # third, right family
         {"violin": 0.9, "piano": 0.8, "organ": 0.7, "trumpet": 0.1},  # not in top-3, wrong family
@@ -41,7 +34,7 @@ def test_metrics_on_a_hand_made_example():
     assert row["per_label_f1"]["trumpet"] == 0.0
     # a mixture counts as a top-1 hit when the top prediction is any instrument present
     mix = multi_hot([["cello", "flute"]])
-    assert topk_accuracy(_scores([{"flute": 0.9, "oboe": 0.5}]), mix, 1) == 1.0
+    assert topk_accuracy(label_scores([{"flute": 0.9, "oboe": 0.5}]), mix, 1) == 1.0
 
 
 @pytest.fixture(scope="module")

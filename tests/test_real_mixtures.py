@@ -11,6 +11,7 @@ from finetune.data.schema import FPS, SAMPLE_RATE
 from finetune.evaluation.real_mixtures import (GROUPS, active_rms, example_figures, example_mix, group_figures,
                                                main, make_mixtures, mixture_figures)
 from instrusense.taxonomy import LABEL_INDEX, LABELS
+from conftest import label_scores
 
 SECONDS = 2.0
 HOP = SAMPLE_RATE // FPS
@@ -120,18 +121,10 @@ def test_example_mix_is_summed_at_equal_gain():
         example_mix([a, b], "looped")
 
 
-def _scores(rows):
-    s = np.zeros((len(rows), len(LABELS)), np.float32)
-    for i, r in enumerate(rows):
-        for label, v in r.items():
-            s[i, LABEL_INDEX[label]] = v
-    return s
-
-
-def test_figures_on_hand_made_scores():
+def test_figures_on_hand_madelabel_scores():
     labels = [["piano", "cello"], ["piano", "flute"], ["cello", "flute"], ["piano", "cello"]]
     offsets = [[0, 0], [0, -6], [-12, 0], [0, -12]]  # equal; flute, cello, cello quieter
-    scores = _scores([
+    scores = label_scores([
         {"piano": 0.9, "cello": 0.6},  # both heard
         {"piano": 0.8, "flute": 0.4, "tuba": 0.7},  # the quieter flute missed, tuba heard though absent
         {"cello": 0.5, "flute": 0.95},  # both heard: 0.5 counts (at or above the threshold)
@@ -151,10 +144,10 @@ def test_figures_on_hand_made_scores():
     assert mixture_figures(worse, labels, offsets, 0.5)["mAP"] < 1.0
     one = mixture_figures(scores[:1], labels[:1], offsets[:1], 0.5)
     assert np.isnan(one["quieter_heard"]) and np.isnan(one["louder_heard"]) and one["all_heard"] == 1.0
-    trio = mixture_figures(_scores([{"piano": 0.9, "cello": 0.2, "flute": 0.8}]), [["piano", "cello", "flute"]],
+    trio = mixture_figures(label_scores([{"piano": 0.9, "cello": 0.2, "flute": 0.8}]), [["piano", "cello", "flute"]],
                            [[0, 0, -12]], 0.5)
     assert trio["quieter_heard"] == 1.0 and trio["louder_heard"] == 0.0  # the quiet flute heard, a loud cello not
-    ex = example_figures(_scores([{"saxophone": 0.144, "acoustic_guitar": 0.999}])[0],
+    ex = example_figures(label_scores([{"saxophone": 0.144, "acoustic_guitar": 0.999}])[0],
                          ["saxophone", "acoustic_guitar"], 0.5)
     assert ex == {"confidence": pytest.approx({"saxophone": 0.144, "acoustic_guitar": 0.999}), "named_all": False}
 
