@@ -121,7 +121,7 @@ def test_example_mix_is_summed_at_equal_gain():
         example_mix([a, b], "looped")
 
 
-def test_figures_on_hand_madelabel_scores():
+def test_figures_on_hand_made_scores():
     labels = [["piano", "cello"], ["piano", "flute"], ["cello", "flute"], ["piano", "cello"]]
     offsets = [[0, 0], [0, -6], [-12, 0], [0, -12]]  # equal; flute, cello, cello quieter
     scores = label_scores([
