@@ -48,6 +48,18 @@ def label_scores(rows: list[dict[str, float]]) -> np.ndarray:
     return s
 
 
+def write_sine(path: Path, freq: float, seconds: float = 3.0, sr: int = 44100, **kw) -> None:
+    """A 0.5-peak sine written by soundfile (``kw``: its format and subtype): a sample library's note."""
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(path, 0.5 * np.sin(2 * np.pi * freq * t), sr, **kw)
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    """Run git with a committer identity (CI machines have none); its output, stripped."""
+    return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=cwd, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
 @pytest.fixture
 def write_audio(tmp_path):
     """write_audio(name, seconds=2, rate=16000, channels=1, subtype=None, data=None) -> path."""

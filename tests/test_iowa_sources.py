@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,14 +15,10 @@ soundfile = pytest.importorskip("soundfile")
 
 from finetune.data.engines.sfz import folder_sfz, note_number, transcode_to_flac  # noqa: E402
 from finetune.data.libraries import LibrarySpec, _included, fetch, load_manifest  # noqa: E402
+from conftest import git, write_sine  # noqa: E402
 
 SR = 16000
 MIS_LICENCE = "University of Iowa MIS samples, any use"
-
-
-def _sine(path: Path, freq: float, seconds: float = 1.0, sr: int = SR, **kw) -> None:
-    t = np.arange(int(seconds * sr)) / sr
-    soundfile.write(path, 0.5 * np.sin(2 * np.pi * freq * t), sr, **kw)
 
 
 def test_note_number_takes_midi_key_numbers_as_well_as_note_names():
@@ -34,9 +29,9 @@ def test_note_number_takes_midi_key_numbers_as_well_as_note_names():
 
 
 def test_folder_keyed_by_midi_number_leaves_out_files_under_min_seconds(tmp_path):
-    _sine(tmp_path / "Horn.mf.45.flac", 110.0, format="FLAC")
-    _sine(tmp_path / "Horn.mf.57.flac", 220.0, format="FLAC")
-    _sine(tmp_path / "Horn.mf.50.flac", 147.0, seconds=0.05, format="FLAC")  # cropped to nothing
+    write_sine(tmp_path / "Horn.mf.45.flac", 110.0, 1.0, SR, format="FLAC")
+    write_sine(tmp_path / "Horn.mf.57.flac", 220.0, 1.0, SR, format="FLAC")
+    write_sine(tmp_path / "Horn.mf.50.flac", 147.0, 0.05, SR, format="FLAC")  # cropped to nothing
     text = folder_sfz(tmp_path, "Horn.mf.*.flac", r"\.([0-9]+)\.flac$", min_seconds=0.5)
     assert sorted(int(k) for k in re.findall(r"pitch_keycenter=(\d+)", text)) == [45, 57]
     assert "Horn.mf.50" not in text
@@ -44,7 +39,7 @@ def test_folder_keyed_by_midi_number_leaves_out_files_under_min_seconds(tmp_path
 
 
 def test_aiff_and_m4a_samples_get_flac_copies(tmp_path):
-    _sine(tmp_path / "Oboe.ff.A4.stereo.aif", 440.0, sr=44100, format="AIFF", subtype="PCM_24")
+    write_sine(tmp_path / "Oboe.ff.A4.stereo.aif", 440.0, 1.0, 44100, format="AIFF", subtype="PCM_24")
     assert transcode_to_flac(tmp_path, ".aif") == 1
     audio, sr = soundfile.read(tmp_path / "Oboe.ff.A4.stereo.flac")
     assert sr == 44100 and len(audio) == 44100
@@ -69,22 +64,17 @@ def test_include_patterns_match_as_git_pathspecs():
     assert not _included("data/oboe2/x.aif", "data/oboe")
 
 
-def _git(*args, cwd=None):
-    return subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=cwd, check=True,
-                          capture_output=True, text=True).stdout.strip()
-
-
 def test_fetch_takes_root_files_by_pattern(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    _git("init", "-q", cwd=work)
+    git("init", "-q", cwd=work)
     for name in ("Tuba.ff.C3.stereo.wav", "Viola.arco.ff.sulC.C3.stereo.wav", "Viola.pizz.ff.sulC.C3.stereo.wav"):
         (work / name).write_bytes(b"audio")
-    _git("add", ".", cwd=work)
-    _git("commit", "-qm", "one", cwd=work)
-    commit = _git("rev-parse", "HEAD", cwd=work)
+    git("add", ".", cwd=work)
+    git("commit", "-qm", "one", cwd=work)
+    commit = git("rev-parse", "HEAD", cwd=work)
     mirrors = tmp_path / "mirrors"
-    _git("clone", "-q", "--bare", str(work), str(mirrors / "owner+lib" / "repo"))
+    git("clone", "-q", "--bare", str(work), str(mirrors / "owner+lib" / "repo"))
     spec = LibrarySpec(name="lib", repo="owner/lib", commit=commit, licence=MIS_LICENCE, label="viola", role="train",
                        lineage="lib", folder={"path": ".", "glob": "*.wav", "note_regex": "x"},
                        include=("Viola.arco.ff.*",))

@@ -16,6 +16,7 @@ from finetune.data import libraries  # noqa: E402
 from finetune.data.libraries import LibrarySpec, fetch, library_sources, load_manifest  # noqa: E402
 from finetune.data.music import Note, Part  # noqa: E402
 from instrusense.taxonomy import LABEL_INDEX  # noqa: E402
+from conftest import git, write_sine  # noqa: E402
 
 SR = 16000
 DATA_SOURCES = Path(__file__).resolve().parents[1].parent / "shared" / "DATA-SOURCES.md"
@@ -55,23 +56,18 @@ def test_manifest_rejects_unknown_label(tmp_path):
         load_manifest(bad)
 
 
-def _sine(path: Path, freq: float, seconds: float = 3.0, sr: int = 44100) -> None:
-    t = np.arange(int(seconds * sr)) / sr
-    soundfile.write(path, 0.5 * np.sin(2 * np.pi * freq * t), sr)
-
-
 def make_library(root: Path, name: str = "fixture", label: str = "flute", role: str = "train",
                  drums: bool = False) -> LibrarySpec:
     """A library checkout under ``root``: one sine sample at A4 and one at A5, or two drum keys."""
     folder = root / f"owner+{name}"
     (folder / "samples").mkdir(parents=True, exist_ok=True)
     if drums:
-        _sine(folder / "samples" / "kick.wav", 60.0, 0.5)
-        _sine(folder / "samples" / "snare.wav", 200.0, 0.5)
+        write_sine(folder / "samples" / "kick.wav", 60.0, 0.5)
+        write_sine(folder / "samples" / "snare.wav", 200.0, 0.5)
         text = "<region> key=40 sample=samples/kick.wav\n<region> key=41 sample=samples/snare.wav\n"
     else:
-        _sine(folder / "samples" / "a4.wav", 440.0)
-        _sine(folder / "samples" / "a5.wav", 880.0)
+        write_sine(folder / "samples" / "a4.wav", 440.0)
+        write_sine(folder / "samples" / "a5.wav", 880.0)
         text = ("<region> lokey=55 hikey=74 pitch_keycenter=69 sample=samples/a4.wav\n"
                 "<region> lokey=75 hikey=86 pitch_keycenter=81 sample=samples/a5.wav\n")
     (folder / "inst.sfz").write_text(text)
@@ -135,8 +131,8 @@ def test_drum_kit_plays_gm_keys_through_its_map(tmp_path, renderer_for):
 def test_plain_folder_library_maps_keys_from_file_names(tmp_path, renderer_for):
     folder = tmp_path / "owner+violins" / "wavs"
     folder.mkdir(parents=True)
-    _sine(folder / "Violin.arco.A4.wav", 440.0)
-    _sine(folder / "Violin.arco.C5.wav", 440 * 2 ** (3 / 12))
+    write_sine(folder / "Violin.arco.A4.wav", 440.0)
+    write_sine(folder / "Violin.arco.C5.wav", 440 * 2 ** (3 / 12))
     spec = LibrarySpec(name="violins", repo="owner/violins", commit="0" * 40, licence="CC0", label="violin",
                        role="train", lineage="violins",
                        folder={"path": "wavs", "glob": "*.wav", "note_regex": r"\.([A-G]b?[0-9])\.wav$"})
@@ -149,11 +145,11 @@ def test_plain_folder_library_maps_keys_from_file_names(tmp_path, renderer_for):
 def test_chord_folder_library_plays_one_recorded_strum_per_note_untransposed(tmp_path, renderer_for):
     folder = tmp_path / "debian+strums" / "kit"
     folder.mkdir(parents=True)
-    _sine(folder / "Amajor_00.wav", 440.0)
-    _sine(folder / "Asharp minor_DOWN_00.wav", 300.0)
-    _sine(folder / "Bflat major_UP_01.wav", 300.0)  # the same root spelt flat
-    _sine(folder / "Cmajor_00.wav", 523.25)
-    _sine(folder / "drumkit.xml.wav", 100.0)  # no chord root: not mapped
+    write_sine(folder / "Amajor_00.wav", 440.0)
+    write_sine(folder / "Asharp minor_DOWN_00.wav", 300.0)
+    write_sine(folder / "Bflat major_UP_01.wav", 300.0)  # the same root spelt flat
+    write_sine(folder / "Cmajor_00.wav", 523.25)
+    write_sine(folder / "drumkit.xml.wav", 100.0)  # no chord root: not mapped
     spec = LibrarySpec(name="strums", repo="debian:strums", commit="1.0-1", licence="CC-BY 3.0",
                        label="acoustic_guitar", role="heldout", lineage="strums",
                        folder={"path": "kit", "glob": "*.wav", "chord_regex": r"^([A-G](?:sharp|flat)?)"})
@@ -181,24 +177,20 @@ def test_sfz_with_undefined_variable_loads_through_the_manifest_header(tmp_path,
     assert len(renderer_for(fixed).programs) == 1
 
 
-def _git(*args, cwd=None):
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
 def test_fetch_extracts_the_pinned_commit_once(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    _git("init", "-q", cwd=work)
+    git("init", "-q", cwd=work)
     (work / "keep").mkdir()
     (work / "keep" / "a.sfz").write_text("<region> sample=x.wav\n")
     (work / "skip.txt").write_text("not wanted")
-    _git("-c", "user.email=t@t", "-c", "user.name=t", "add", ".", cwd=work)
-    _git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "one", cwd=work)
-    commit = _git("rev-parse", "HEAD", cwd=work)
+    git("add", ".", cwd=work)
+    git("commit", "-qm", "one", cwd=work)
+    commit = git("rev-parse", "HEAD", cwd=work)
     (work / "keep" / "a.sfz").write_text("changed later")
-    _git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "two", cwd=work)
+    git("commit", "-qam", "two", cwd=work)
     mirrors = tmp_path / "mirrors"
-    _git("clone", "-q", "--bare", str(work), str(mirrors / "owner+lib" / "repo"))
+    git("clone", "-q", "--bare", str(work), str(mirrors / "owner+lib" / "repo"))
     spec = LibrarySpec(name="lib", repo="owner/lib", commit=commit, licence="CC0", label="flute", role="train",
                        lineage="lib", sfz=("keep/a.sfz",), include=("keep",))
     out = tmp_path / "libs"
