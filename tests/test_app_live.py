@@ -6,7 +6,8 @@ import pytest
 import soundfile as sf
 
 import app
-from app_live import NO_INSTRUMENT, assign_colours, colour_map, NOTHING_RECORDED, make_live, now_playing, rolling_frame, take_folder
+from app_live import (NO_INSTRUMENT, NOTHING_RECORDED, assign_colours, colour_map, make_live, now_playing, rolling_frame,
+                      take_folder)
 from conftest import tone
 from instrusense.model import load_tagger
 from instrusense.settings import load_settings
