@@ -272,7 +272,7 @@ def cancellable(handle, reasons: OrderedDict):
         except asyncio.CancelledError:
             stop.set()
             # the client is told why in words (gradio_client's `Job.result()` raises `AppError` with them, instead
-            # of a KeyError on an empty reply: test_a_cancelled_api_job_ends_with_the_apps_words)
+            # of a KeyError on an empty reply: test_a_cancelled_job_ends_with_the_apps_words)
             raise refusal("The request was cancelled.", "cancelled") from None
         finally:
             watcher.cancel()

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -304,6 +305,7 @@ def huge_rate_flac(tmp_path_factory):
 def test_a_tiny_file_claiming_gigabytes_stays_within_the_per_request_bound(tiny_whisper, huge_rate_flac, short_clip):
     script = f"""
 import json, re, sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from instrusense.analysis import analyze_file
 from instrusense.model import tagger_for
@@ -534,16 +536,53 @@ def test_live_stream_joins_cannot_lock_out_the_analysis(url, short_clip):
                 http.post("/gradio_api/cancel", json={"session_hash": session, "fn_index": live, "event_id": event_id})
 
 
+def _completion(url: str, session: str, seconds: float = 30.0) -> dict:
+    """The `process_completed` message of a session's event, read from its stream."""
+    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session},
+                      timeout=seconds) as stream:
+        for line in stream.iter_lines():
+            message = json.loads(line.removeprefix("data: ")) if line.startswith("data: ") else {}
+            if message.get("msg") == "process_completed":
+                return message
+    raise AssertionError("the stream ended without process_completed")
+
+
 @pytest.mark.slow
-def test_a_cancelled_api_job_ends_with_the_apps_words(url, extractor, long_clip):
+def test_a_cancelled_job_ends_with_the_apps_words(url, extractor, long_clip):
+    """What the server sends on a cancel: the app's words as the event's error (before, the cancelled event
+    completed as a success with no output, and gradio_client raised a KeyError on it)."""
+    value, fn_index = _upload(url, long_clip), _fn_index(url)
+    session, started = uuid.uuid4().hex, extractor.calls
+    with httpx.Client(base_url=url, timeout=30) as http, ThreadPoolExecutor(1) as pool:
+        joined = http.post("/gradio_api/queue/join", json={"data": [value], "fn_index": fn_index,
+                                                           "session_hash": session, "event_data": None})
+        completion = pool.submit(_completion, url, session)
+        _wait(lambda: extractor.calls > started, 60)
+        http.post("/gradio_api/cancel", json={"session_hash": session, "fn_index": fn_index,
+                                              "event_id": joined.json()["event_id"]})
+        message = completion.result(timeout=30)
+    assert not message["success"]
+    assert message["output"]["error"] == "The request was cancelled."
+    _wait(lambda: extractor.running == 0)
+
+
+@pytest.mark.slow
+def test_a_cancelled_gradio_client_job_ends_in_a_cancel_error(url, extractor, long_clip):
+    """gradio_client 2.7.2 races its own cancel against the server's reply (utils.get_pred_from_sse_v1plus
+    returns whichever finishes first): the job ends with its CancelledError or with an AppError carrying
+    the app's words, never with anything else (it was a KeyError)."""
+    from concurrent.futures import CancelledError
+
     from gradio_client.exceptions import AppError
 
     started = extractor.calls
     job = Client(url + "/", verbose=False).submit(handle_file(str(long_clip)), api_name="/analyze")
     _wait(lambda: extractor.calls > started, 60)
     assert job.cancel()
-    with pytest.raises(AppError, match="The request was cancelled"):
+    with pytest.raises((AppError, CancelledError)) as ended:
         job.result(timeout=30)
+    if isinstance(ended.value, AppError):
+        assert "The request was cancelled" in str(ended.value)
     _wait(lambda: extractor.running == 0)
 
 
