@@ -9,7 +9,7 @@ import soundfile as sf
 from finetune.data.clips import load_clips
 from finetune.data.schema import FPS, SAMPLE_RATE
 from finetune.evaluation.real_mixtures import (GROUPS, active_rms, example_figures, example_mix, group_figures,
-                                               main, make_mixtures, mixture_figures)
+                                               heard_alone, main, make_mixtures, mixture_figures, parts_as_clips)
 from instrusense.taxonomy import LABEL_INDEX, LABELS
 from conftest import label_scores
 
@@ -152,6 +152,28 @@ def test_figures_on_hand_made_scores():
     assert ex == {"confidence": pytest.approx({"saxophone": 0.144, "acoustic_guitar": 0.999}), "named_all": False}
 
 
+def test_alone_and_together_separate_recognition_from_masking(heldout):
+    labels = [["piano", "cello"], ["piano", "flute"], ["cello", "flute"], ["piano", "cello"]]
+    offsets = [[0, 0]] * 4
+    together = label_scores([{"piano": 0.9, "cello": 0.6}, {"piano": 0.8, "flute": 0.2}, {"cello": 0.1, "flute": 0.9},
+                             {"piano": 0.7, "cello": 0.7}])
+    alone = [[True, True], [True, True], [False, True], [True, False]]  # the last: heard together, not alone
+    f = mixture_figures(together, labels, offsets, 0.5, alone)
+    assert f["parts_heard_alone"] == pytest.approx(6 / 8) and f["all_heard_alone"] == pytest.approx(2 / 4)
+    assert f["kept"] == pytest.approx(1 / 2)  # of the two heard alone, the flute of the second is lost in the sum
+    assert f["all_heard"] == pytest.approx(2 / 4)
+    assert "kept" not in mixture_figures(together, labels, offsets, 0.5)
+    # the parts as clips, in mixture order, each its own label; heard_alone reads their rows back per mixture
+    mixtures = make_mixtures(load_clips(heldout, "real_heldout"), duos=2, trios=1, seed=0)
+    parts = parts_as_clips(mixtures)
+    assert len(parts) == sum(len(m.parts) for m in mixtures) == 2 * 2 * 3 + 3 * 2
+    assert parts.labels[:2] == [[mixtures[0].labels[0]], [mixtures[0].labels[1]]]
+    assert np.array_equal(parts.waves[1], mixtures[0].parts[1])
+    scores = np.zeros((len(parts), len(LABELS)), np.float32)
+    scores[1, LABEL_INDEX[mixtures[0].labels[1]]] = 0.9  # only the second part of the first mixture heard
+    assert heard_alone(scores, mixtures, 0.5)[:2] == [[False, True], [False, False]]
+
+
 def test_group_figures_keep_the_groups_apart(heldout):
     clips = load_clips(heldout, "real_heldout")
     mixtures = make_mixtures(clips, duos=3, trios=2, seed=0)
@@ -178,11 +200,14 @@ def test_command_runs_end_to_end_and_writes_its_table(heldout, tiny_whisper, tmp
     assert md.startswith("## Real mixtures\n\n`python -m finetune.evaluation.real_mixtures --dataset")
     assert "Machine:" in md and "| tiny | duos 0 dB | 3 |" in md and "| tiny | trios −12 dB | 2 |" in md
     assert "Not evaluated: gone" in md and "### Issue 38's checks" in md and "| tiny | cropped |" in md
+    assert "### Alone and together" in md
     results = json.loads((out / "results.json").read_text())
     assert results["data"]["mixtures"] == {"duos 0 dB": 3, "duos ±6 dB": 3, "duos ±12 dB": 3, "trios equal": 2,
                                            "trios −12 dB": 2}
     tiny = results["models"]["tiny"]
     assert set(tiny["groups"]) == set(GROUPS) and len(tiny["mixture_scores"]) == len(results["mixtures"]) == 13
+    assert [list(s["alone"]) for s in tiny["mixture_scores"]] == [m["labels"] for m in results["mixtures"]]
+    assert 0.0 <= tiny["groups"]["duos 0 dB"]["parts_heard_alone"] <= 1.0
     assert set(tiny["examples"]["cropped"]["confidence"]) == {"saxophone", "acoustic_guitar"}
     assert "gone" in results["skipped"]
     assert results["paired"] == {}  # one model scored: nothing to set against it

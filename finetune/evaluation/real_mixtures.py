@@ -7,7 +7,8 @@ Issue 38 (item 3): the validation mixtures are rendered; a musician's recording 
 mixtures here are made in memory (nothing is written to the dataset), with a fixed seed, from the single-label
 clips of the `real_heldout` split (sample libraries held out of training):
 
-- **duos**: `--duos` label pairs (with 10 labels and the default 45, every pair once), each pair's two clips
+- **duos**: `--duos` label pairs (with 10 labels and the default 135, every pair three times, with other clips
+  each time: 45 duos, every pair once, left the figure to which clips were drawn), each pair's two clips
   from different sources, mixed at 0 dB (equal), ±6 dB and ±12 dB (the same two clips at every level; which
   of the two is the quieter one is drawn once per pair);
 - **trios**: `--trios` label triples, three clips from three sources, at equal level and with one part
@@ -23,7 +24,9 @@ what it means for `finetune.evaluation.evaluate`.
 Figures per model and group (duos 0 dB, duos ±6 dB, duos ±12 dB, trios equal, trios with a −12 dB part):
 mAP over the labels present (`finetune.metrics`), the share of mixtures in which every instrument present is
 at or above the threshold (`Settings().threshold`), the shares in which the quieter part is and the louder
-part(s) are (unequal levels), and the mean number of absent labels at or above it. Also the issue's example:
+part(s) are (unequal levels), and the mean number of absent labels at or above it. Every part is also scored
+alone (the same cut at the same level): the share of mixtures whose every part is heard alone, and of those the
+share still all heard in the sum ("kept"), which tells a recognition limit from masking. Also the issue's example:
 `examples/saxophone.flac` + `examples/acoustic_guitar.flac` summed 1:1 (equal gain, no level matching), cut to
 the shorter file's length (both instruments sound throughout: the check), and with the shorter file
 zero-padded to the longer's length.
@@ -167,7 +170,7 @@ def _draw(rng: np.random.Generator, by_label: dict[str, list[int]], sources: Seq
     return out
 
 
-def make_mixtures(clips: Clips, duos: int = 45, trios: int = 30, seed: int = 0) -> list[Mixture]:
+def make_mixtures(clips: Clips, duos: int = 135, trios: int = 90, seed: int = 0) -> list[Mixture]:
     """Duos at every level of ``DUO_LEVELS_DB`` and trios at equal level and with one part ``TRIO_QUIET_DB``
     lower, from the single-label clips of ``clips`` (labels and sources differ within a mixture). The same
     ``clips`` and ``seed`` give the same mixtures."""
@@ -204,6 +207,14 @@ def as_clips(mixtures: Sequence[Mixture]) -> Clips:
                  kinds=["mixture"] * len(mixtures), origins=["real"] * len(mixtures))
 
 
+def parts_as_clips(mixtures: Sequence[Mixture]) -> Clips:
+    """Every part of every mixture alone, as it is in its sum, one clip each in mixture order."""
+    return Clips(waves=[p for m in mixtures for p in m.parts], labels=[[lab] for m in mixtures for lab in m.labels],
+                 activity=[[a] for m in mixtures for a in m.activity], sources=[s for m in mixtures for s in m.sources],
+                 kinds=["part"] * sum(len(m.parts) for m in mixtures),
+                 origins=["real"] * sum(len(m.parts) for m in mixtures))
+
+
 def example_mix(waves: Sequence[np.ndarray], mode: str = "cropped") -> np.ndarray:
     """Recordings summed 1:1 (equal gain, no level matching), as the issue mixed the shipped examples:
     "cropped" cuts every one to the shortest's length (from the start), "padded" zero-pads to the longest's;
@@ -225,13 +236,27 @@ def all_heard(scores: np.ndarray, labels: Sequence[Sequence[str]], threshold: fl
                        for i, labs in enumerate(labels)], bool)
 
 
+def heard_alone(part_scores: np.ndarray, mixtures: Sequence[Mixture], threshold: float) -> list[list[bool]]:
+    """Per mixture and part, whether the part's own label is at or above ``threshold`` when the part is
+    scored alone (the same cut at the same level as in the sum); ``part_scores`` holds one row per part, in
+    mixture order."""
+    out, row = [], 0
+    for m in mixtures:
+        out.append([bool(part_scores[row + k, LABEL_INDEX[lab]] >= threshold) for k, lab in enumerate(m.labels)])
+        row += len(m.labels)
+    return out
+
+
 def mixture_figures(scores: np.ndarray, labels: Sequence[Sequence[str]], offsets_db: Sequence[Sequence[float]],
-                    threshold: float) -> dict:
+                    threshold: float, alone: Sequence[Sequence[bool]] | None = None) -> dict:
     """One row, from each mixture's clip scores, labels and parts' levels (dB, parallel to its labels): mAP over
     the labels present; the share of mixtures with every label present at or above ``threshold`` ("all
     heard"); among the mixtures whose levels differ, the share with the quietest part heard ("quieter heard")
     and the share with every loudest part heard ("louder heard"); the mean number of absent labels heard
-    ("extra"); and per label present, the share of its mixtures in which it is heard."""
+    ("extra"); and per label present, the share of its mixtures in which it is heard. With ``alone`` (per
+    mixture and part, heard when scored alone: :func:`heard_alone`) also the share of parts heard alone, the
+    share of mixtures whose every part is ("all heard alone"), and among those the share with every part still
+    heard in the sum ("kept"): what the sum takes away, apart from what a part alone already misses."""
     y = multi_hot([list(lab) for lab in labels]).astype(bool)
     heard = np.asarray(scores) >= threshold
     n = len(y)
@@ -241,10 +266,17 @@ def mixture_figures(scores: np.ndarray, labels: Sequence[Sequence[str]], offsets
         return all(heard[i, LABEL_INDEX[lab]] for lab, off in zip(labels[i], offs) if which(off, offs))
 
     unequal = [i for i in range(n) if max(offsets_db[i]) > min(offsets_db[i])]
+    together = all_heard(np.asarray(scores), labels, threshold) if n else np.zeros(0, bool)
+    alone_rows = {}
+    if alone is not None:
+        every = np.asarray([all(a) for a in alone], bool)
+        alone_rows = {"parts_heard_alone": float(np.mean([x for a in alone for x in a])) if n else float("nan"),
+                      "all_heard_alone": float(every.mean()) if n else float("nan"),
+                      "kept": float(together[every].mean()) if every.any() else float("nan")}
     return {
         "mixtures": int(n),
         "mAP": mean_average_precision(np.asarray(scores), y.astype(np.float32)) if n else float("nan"),
-        "all_heard": float(all_heard(np.asarray(scores), labels, threshold).mean()) if n else float("nan"),
+        "all_heard": float(together.mean()) if n else float("nan"),
         "unequal": len(unequal),
         "quieter_heard": float(np.mean([parts_heard(i, lambda o, offs: o == min(offs)) for i in unequal]))
         if unequal else float("nan"),
@@ -252,10 +284,12 @@ def mixture_figures(scores: np.ndarray, labels: Sequence[Sequence[str]], offsets
         if unequal else float("nan"),
         "extra": float((heard & ~y).sum(axis=1).mean()) if n else float("nan"),
         "per_label_heard": {LABELS[j]: float(heard[y[:, j], j].mean()) for j in range(len(LABELS)) if y[:, j].any()},
+        **alone_rows,
     }
 
 
-def group_figures(scores: np.ndarray, mixtures: Sequence[Mixture], threshold: float) -> dict[str, dict]:
+def group_figures(scores: np.ndarray, mixtures: Sequence[Mixture], threshold: float,
+                  alone: Sequence[Sequence[bool]] | None = None) -> dict[str, dict]:
     """:func:`mixture_figures` per group, in ``GROUPS`` order (groups without mixtures left out)."""
     groups = [m.group for m in mixtures]
     order = list(GROUPS) + sorted(set(groups) - set(GROUPS))
@@ -264,7 +298,8 @@ def group_figures(scores: np.ndarray, mixtures: Sequence[Mixture], threshold: fl
         idx = [i for i, name in enumerate(groups) if name == g]
         if idx:
             rows[g] = mixture_figures(scores[idx], [mixtures[i].labels for i in idx],
-                                      [mixtures[i].offsets_db for i in idx], threshold)
+                                      [mixtures[i].offsets_db for i in idx], threshold,
+                                      [alone[i] for i in idx] if alone is not None else None)
     return rows
 
 
@@ -309,8 +344,8 @@ class RealMixtureArguments:
         "help": "NAME=PATH[:int8], repeatable, in table order (as for finetune.evaluation.evaluate)"})
     out: str = field(default="finetune/results/real_mixtures", metadata={"help": "folder for results.json and .md"})
     split: str = field(default=SPLIT, metadata={"help": "the split whose single-label clips are mixed"})
-    duos: int = field(default=45, metadata={"help": "label pairs, each mixed at every level of the duos"})
-    trios: int = field(default=30, metadata={"help": "label triples, each mixed at equal level and with a quiet part"})
+    duos: int = field(default=135, metadata={"help": "label pairs, each mixed at every level of the duos"})
+    trios: int = field(default=90, metadata={"help": "label triples, each mixed at equal level and with a quiet part"})
     seed: int = field(default=0)
     examples: list[str] = field(default_factory=lambda: list(EXAMPLES), metadata={
         "help": "recordings summed 1:1 for the example check; each file's stem is its label"})
@@ -362,7 +397,10 @@ def evaluate_mixtures(a: RealMixtureArguments, command: str = "") -> dict:
             results["skipped"][spec.name] = note
             continue
         scores = scorer(as_clips(mixtures)) if mixtures else np.zeros((0, len(LABELS)), np.float32)
-        info["groups"] = group_figures(scores, mixtures, threshold)
+        part_scores = scorer(parts_as_clips(mixtures)) if mixtures else np.zeros((0, len(LABELS)), np.float32)
+        alone = heard_alone(part_scores, mixtures, threshold)
+        starts = np.cumsum([0] + [len(m.labels) for m in mixtures])
+        info["groups"] = group_figures(scores, mixtures, threshold, alone)
         flags[spec.name] = all_heard(scores, [m.labels for m in mixtures], threshold)
         if len(examples):
             ex = scorer(examples)
@@ -371,8 +409,10 @@ def evaluate_mixtures(a: RealMixtureArguments, command: str = "") -> dict:
         info["int8"] = spec.int8
         info["seconds"] = round(time.time() - t0, 1)
         info["mixture_scores"] = [{"present": {lab: round(float(s[LABEL_INDEX[lab]]), 4) for lab in mix.labels},
-                                   "top": [[LABELS[j], round(float(s[j]), 4)] for j in np.argsort(-s)[:3]]}
-                                  for mix, s in zip(mixtures, scores)]  # parallel to results["mixtures"]
+                                   "top": [[LABELS[j], round(float(s[j]), 4)] for j in np.argsort(-s)[:3]],
+                                   "alone": {lab: round(float(part_scores[start + k, LABEL_INDEX[lab]]), 4)
+                                             for k, lab in enumerate(mix.labels)}}
+                                  for mix, s, start in zip(mixtures, scores, starts)]  # parallel to results["mixtures"]
         results["models"][spec.name] = info
         log.info("%s: %s (%.0f s)", spec.name, json.dumps({g: {k: v for k, v in r.items() if k != "per_label_heard"}
                                                            for g, r in info["groups"].items()}), info["seconds"])
@@ -408,6 +448,17 @@ def render_markdown(results: dict) -> str:
         if rows
         else "_No model was available to evaluate._",
     ]
+    alone_rows = [[name, g, r["mixtures"], _pct(r["parts_heard_alone"]), _pct(r["all_heard_alone"]),
+                   _pct(r["kept"]), _pct(r["all_heard"])]
+                  for name, info in models.items() for g, r in info["groups"].items() if "kept" in r]
+    if alone_rows:
+        parts.append("### Alone and together\nEvery part also scored alone: the same cut at the same level as in "
+                     "its sum. Parts heard alone: the share of parts whose own label is heard when alone. All heard "
+                     "alone: mixtures whose every part is. Kept: of those, the share whose every part is still "
+                     "heard in the sum. A duo figure below the bar with a high *kept* is a recognition limit (the "
+                     "parts are missed alone too); a low *kept* is masking.\n\n"
+                     + _table(["model", "mixtures", "n", "parts heard alone %", "all heard alone %", "kept %",
+                               "all heard %"], alone_rows))
     if results.get("skipped"):
         parts.append("Not evaluated: " + "; ".join(f"{k} ({v})" for k, v in results["skipped"].items()) + ".")
     ex = results["examples"]
