@@ -8,8 +8,8 @@ import soundfile as sf
 
 from finetune.data.clips import load_clips
 from finetune.data.schema import FPS, SAMPLE_RATE
-from finetune.evaluation.real_mixtures import (GROUPS, active_rms, example_figures, example_mix, group_figures,
-                                               heard_alone, main, make_mixtures, mixture_figures, parts_as_clips)
+from finetune.evaluation.real_mixtures import (GROUPS, active_rms, alone_scores, example_figures, example_mix,
+                                               group_figures, main, make_mixtures, mixture_figures, parts_as_clips)
 from instrusense.taxonomy import LABEL_INDEX, LABELS
 from conftest import label_scores
 
@@ -163,7 +163,7 @@ def test_alone_and_together_separate_recognition_from_masking(heldout):
     assert f["kept"] == pytest.approx(1 / 2)  # of the two heard alone, the flute of the second is lost in the sum
     assert f["all_heard"] == pytest.approx(2 / 4)
     assert "kept" not in mixture_figures(together, labels, offsets, 0.5)
-    # the parts as clips, in mixture order, each its own label; heard_alone reads their rows back per mixture
+    # the parts as clips, in mixture order, each its own label; alone_scores reads their rows back per mixture
     mixtures = make_mixtures(load_clips(heldout, "real_heldout"), duos=2, trios=1, seed=0)
     parts = parts_as_clips(mixtures)
     assert len(parts) == sum(len(m.parts) for m in mixtures) == 2 * 2 * 3 + 3 * 2
@@ -171,7 +171,7 @@ def test_alone_and_together_separate_recognition_from_masking(heldout):
     assert np.array_equal(parts.waves[1], mixtures[0].parts[1])
     scores = np.zeros((len(parts), len(LABELS)), np.float32)
     scores[1, LABEL_INDEX[mixtures[0].labels[1]]] = 0.9  # only the second part of the first mixture heard
-    assert heard_alone(scores, mixtures, 0.5)[:2] == [[False, True], [False, False]]
+    assert alone_scores(scores, mixtures)[:2] == [[0.0, pytest.approx(0.9)], [0.0, 0.0]]
 
 
 def test_group_figures_keep_the_groups_apart(heldout):

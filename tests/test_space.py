@@ -136,20 +136,34 @@ def _refusal(url: str, event_id: str, seconds: float = 5.0) -> str | None:
     return None
 
 
+def _session_messages(url: str, session: str, seconds: float):
+    """The messages of a session's event stream (queue/data), as they come."""
+    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session},
+                      timeout=seconds) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                yield json.loads(line.removeprefix("data: "))
+
+
 def _session_refusal(url: str, session: str, seconds: float = 5.0) -> str | None:
     """Like `_refusal`, for an event joined through queue/join: read from its session's stream."""
     try:
-        with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session},
-                          timeout=seconds) as stream:
-            for line in stream.iter_lines():
-                message = json.loads(line.removeprefix("data: ")) if line.startswith("data: ") else {}
-                if message.get("msg") == "process_completed" and not message.get("success"):
-                    return message["output"]["error"]
-                if message.get("msg") == "process_starts":
-                    return None
+        for message in _session_messages(url, session, seconds):
+            if message.get("msg") == "process_completed" and not message.get("success"):
+                return message["output"]["error"]
+            if message.get("msg") == "process_starts":
+                return None
     except httpx.ReadTimeout:
         return None
     return None
+
+
+def _completion(url: str, session: str, seconds: float = 30.0) -> dict:
+    """The `process_completed` message of a session's event, read from its stream."""
+    for message in _session_messages(url, session, seconds):
+        if message.get("msg") == "process_completed":
+            return message
+    raise AssertionError("the stream ended without process_completed")
 
 
 def _wait(condition, seconds: float = 30.0) -> None:
@@ -305,7 +319,6 @@ def huge_rate_flac(tmp_path_factory):
 def test_a_tiny_file_claiming_gigabytes_stays_within_the_per_request_bound(tiny_whisper, huge_rate_flac, short_clip):
     script = f"""
 import json, re, sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from instrusense.analysis import analyze_file
 from instrusense.model import tagger_for
@@ -534,17 +547,6 @@ def test_live_stream_joins_cannot_lock_out_the_analysis(url, short_clip):
         finally:
             for session, event_id in sessions:
                 http.post("/gradio_api/cancel", json={"session_hash": session, "fn_index": live, "event_id": event_id})
-
-
-def _completion(url: str, session: str, seconds: float = 30.0) -> dict:
-    """The `process_completed` message of a session's event, read from its stream."""
-    with httpx.stream("GET", f"{url}/gradio_api/queue/data", params={"session_hash": session},
-                      timeout=seconds) as stream:
-        for line in stream.iter_lines():
-            message = json.loads(line.removeprefix("data: ")) if line.startswith("data: ") else {}
-            if message.get("msg") == "process_completed":
-                return message
-    raise AssertionError("the stream ended without process_completed")
 
 
 @pytest.mark.slow

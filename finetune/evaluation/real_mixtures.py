@@ -209,10 +209,10 @@ def as_clips(mixtures: Sequence[Mixture]) -> Clips:
 
 def parts_as_clips(mixtures: Sequence[Mixture]) -> Clips:
     """Every part of every mixture alone, as it is in its sum, one clip each in mixture order."""
+    n = sum(len(m.parts) for m in mixtures)
     return Clips(waves=[p for m in mixtures for p in m.parts], labels=[[lab] for m in mixtures for lab in m.labels],
                  activity=[[a] for m in mixtures for a in m.activity], sources=[s for m in mixtures for s in m.sources],
-                 kinds=["part"] * sum(len(m.parts) for m in mixtures),
-                 origins=["real"] * sum(len(m.parts) for m in mixtures))
+                 kinds=["part"] * n, origins=["real"] * n)
 
 
 def example_mix(waves: Sequence[np.ndarray], mode: str = "cropped") -> np.ndarray:
@@ -236,13 +236,13 @@ def all_heard(scores: np.ndarray, labels: Sequence[Sequence[str]], threshold: fl
                        for i, labs in enumerate(labels)], bool)
 
 
-def heard_alone(part_scores: np.ndarray, mixtures: Sequence[Mixture], threshold: float) -> list[list[bool]]:
-    """Per mixture and part, whether the part's own label is at or above ``threshold`` when the part is
-    scored alone (the same cut at the same level as in the sum); ``part_scores`` holds one row per part, in
-    mixture order."""
+def alone_scores(part_scores: np.ndarray, mixtures: Sequence[Mixture]) -> list[list[float]]:
+    """Per mixture and part, the score of the part's own label when the part is scored alone (the same cut at
+    the same level as in the sum); ``part_scores`` holds one row per part, in mixture order
+    (:func:`parts_as_clips`)."""
     out, row = [], 0
     for m in mixtures:
-        out.append([bool(part_scores[row + k, LABEL_INDEX[lab]] >= threshold) for k, lab in enumerate(m.labels)])
+        out.append([float(part_scores[row + k, LABEL_INDEX[lab]]) for k, lab in enumerate(m.labels)])
         row += len(m.labels)
     return out
 
@@ -254,7 +254,7 @@ def mixture_figures(scores: np.ndarray, labels: Sequence[Sequence[str]], offsets
     heard"); among the mixtures whose levels differ, the share with the quietest part heard ("quieter heard")
     and the share with every loudest part heard ("louder heard"); the mean number of absent labels heard
     ("extra"); and per label present, the share of its mixtures in which it is heard. With ``alone`` (per
-    mixture and part, heard when scored alone: :func:`heard_alone`) also the share of parts heard alone, the
+    mixture and part, heard when scored alone: from :func:`alone_scores`) also the share of parts heard alone, the
     share of mixtures whose every part is ("all heard alone"), and among those the share with every part still
     heard in the sum ("kept"): what the sum takes away, apart from what a part alone already misses."""
     y = multi_hot([list(lab) for lab in labels]).astype(bool)
@@ -397,10 +397,8 @@ def evaluate_mixtures(a: RealMixtureArguments, command: str = "") -> dict:
             results["skipped"][spec.name] = note
             continue
         scores = scorer(as_clips(mixtures)) if mixtures else np.zeros((0, len(LABELS)), np.float32)
-        part_scores = scorer(parts_as_clips(mixtures)) if mixtures else np.zeros((0, len(LABELS)), np.float32)
-        alone = heard_alone(part_scores, mixtures, threshold)
-        starts = np.cumsum([0] + [len(m.labels) for m in mixtures])
-        info["groups"] = group_figures(scores, mixtures, threshold, alone)
+        own = alone_scores(scorer(parts_as_clips(mixtures)), mixtures) if mixtures else []
+        info["groups"] = group_figures(scores, mixtures, threshold, [[x >= threshold for x in row] for row in own])
         flags[spec.name] = all_heard(scores, [m.labels for m in mixtures], threshold)
         if len(examples):
             ex = scorer(examples)
@@ -410,9 +408,8 @@ def evaluate_mixtures(a: RealMixtureArguments, command: str = "") -> dict:
         info["seconds"] = round(time.time() - t0, 1)
         info["mixture_scores"] = [{"present": {lab: round(float(s[LABEL_INDEX[lab]]), 4) for lab in mix.labels},
                                    "top": [[LABELS[j], round(float(s[j]), 4)] for j in np.argsort(-s)[:3]],
-                                   "alone": {lab: round(float(part_scores[start + k, LABEL_INDEX[lab]]), 4)
-                                             for k, lab in enumerate(mix.labels)}}
-                                  for mix, s, start in zip(mixtures, scores, starts)]  # parallel to results["mixtures"]
+                                   "alone": {lab: round(x, 4) for lab, x in zip(mix.labels, row)}}
+                                  for mix, s, row in zip(mixtures, scores, own)]  # parallel to results["mixtures"]
         results["models"][spec.name] = info
         log.info("%s: %s (%.0f s)", spec.name, json.dumps({g: {k: v for k, v in r.items() if k != "per_label_heard"}
                                                            for g, r in info["groups"].items()}), info["seconds"])
