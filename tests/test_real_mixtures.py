@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from finetune.data.clips import load_clips
+from finetune.data.clips import Clips, load_clips
 from finetune.data.schema import FPS, SAMPLE_RATE
 from finetune.evaluation.real_mixtures import (GROUPS, active_rms, alone_scores, example_figures, example_mix,
-                                               group_figures, main, make_mixtures, mixture_figures, parts_as_clips)
+                                               group_figures, main, make_mixtures, mixture_figures, parts_as_clips,
+                                               select_parts)
 from instrusense.taxonomy import LABEL_INDEX, LABELS
 from conftest import label_scores
 
@@ -230,3 +231,20 @@ def test_paired_difference_is_the_mean_change_with_a_bootstrap_error():
     d, se = paired_difference(same, better)
     assert d == pytest.approx(5 / 40) and 0.03 < se < 0.08  # binomial-like: sqrt(p(1-p)/n) = 0.052
     assert paired_difference(same, better) == (d, se)  # seeded
+
+
+def test_parts_can_pair_by_label_for_a_split_from_one_source(heldout):
+    clips = load_clips(heldout, "real_heldout")
+    one_source = Clips(waves=clips.waves, labels=clips.labels, activity=clips.activity,
+                       sources=["one_soundfont"] * len(clips), kinds=clips.kinds, origins=clips.origins)
+    assert make_mixtures(one_source, duos=5, trios=3, seed=0) == []  # no two parts from different sources
+    by_label = select_parts(one_source, pair_by="label")
+    mixtures = make_mixtures(by_label, duos=10, trios=3, seed=0)  # every pair of the five labels
+    assert mixtures and all(len(set(m.labels)) == len(m.labels) for m in mixtures)
+    assert {"piano", "organ"} in [set(m.labels) for m in mixtures]  # one source in the split, yet paired
+
+    only = select_parts(clips, labels=["cello", "flute"])
+    assert {lab for labs in only.labels for lab in labs} == {"cello", "flute"}  # the two-label clip is kept
+    assert {lab for m in make_mixtures(only, duos=4, trios=0, seed=0) for lab in m.labels} == {"cello", "flute"}
+    with pytest.raises(ValueError):
+        select_parts(clips, pair_by="library")
