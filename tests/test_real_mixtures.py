@@ -248,3 +248,6 @@ def test_parts_can_pair_by_label_for_a_split_from_one_source(heldout):
     assert {lab for m in make_mixtures(only, duos=4, trios=0, seed=0) for lab in m.labels} == {"cello", "flute"}
     with pytest.raises(ValueError):
         select_parts(clips, pair_by="library")
+    for bad in (["--pair_by", "library"], ["--labels", "kazoo"]):  # refused by the parser, before any data is read
+        with pytest.raises(SystemExit):
+            main(["--dataset", "/nonexistent", *bad])
