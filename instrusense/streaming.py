@@ -15,6 +15,7 @@ it to `analyze_recording`: stream-final == batch by construction, whatever the b
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -133,7 +134,7 @@ class StreamAnalyser:
 
     Memory is bounded: the take is kept up to INSTRUSENSE_MAX_DURATION_SECONDS (beyond it the final
     analysis covers the first part, with a notice, as for a file; live hops go on), the live path
-    keeps one window of audio and `history` the scores of the last INSTRUSENSE_LIVE_VIEW_SECONDS.
+    keeps a window and a hop of audio and `history` the scores of the last INSTRUSENSE_LIVE_VIEW_SECONDS.
     """
 
     def __init__(self, tagger: Tagger, settings: Settings, sample_rate: int, hop_seconds: float | None = None):
@@ -151,11 +152,15 @@ class StreamAnalyser:
         self._recording: Recording | None = None
         self._fed = 0
         self._tail = np.zeros(0, np.float32)
-        self._tail_cap = int(math.ceil((self.geometry.window + _CONTEXT_S) * self.rate))
+        # one window and its context behind the newest hop due, which is less than a hop behind the audio
+        self._tail_cap = int(math.ceil((self.geometry.window + self.geometry.hop + _CONTEXT_S) * self.rate))
         self._peak = 0.0
         self._next = self.geometry.hop  # never past the window (`Geometry.resolve`)
+        self._pending: float | None = None  # the newest hop due that `score_pending` has not scored
         self._runs = _OpenRuns(settings.threshold)
         self._cells = 0
+        self._audio_lock = threading.Lock()  # `keep` and a snapshot of what to score
+        self._score_lock = threading.Lock()  # hops are scored one call at a time, in order
 
     @property
     def seconds(self) -> float:
@@ -168,6 +173,38 @@ class StreamAnalyser:
         `max_scored` scores only the newest hops due (0: none), e.g. for a live view that has fallen
         behind: the audio is kept all the same, so the final analysis is unaffected.
         """
+        with self._score_lock:
+            with self._audio_lock:
+                due, buffer, buffer_start = self._keep(chunk)
+                self._pending, peak = None, self._peak
+            if max_scored is not None:
+                due = due[len(due) - max_scored:] if max_scored > 0 else []
+            return self._score(due, buffer, buffer_start, peak)
+
+    def keep(self, chunk: np.ndarray) -> None:
+        """Take one chunk without scoring it: `score_pending`, called from another thread, scores the newest
+        hop due. For a caller that must return at once, such as a web server whose stream keeps only the
+        latest chunk sent while its handler runs (Gradio's does: a handler that waits for the model loses
+        audio from the take)."""
+        with self._audio_lock:
+            due, _, _ = self._keep(chunk)
+            if due:
+                self._pending = due[-1]
+
+    def score_pending(self) -> list[Hop]:
+        """Score the newest hop due since the last call, skipping older ones (a live view shows the newest);
+        [] when none is due. Safe to run while `keep` takes chunks in another thread."""
+        with self._score_lock:
+            with self._audio_lock:
+                if self._pending is None:
+                    return []
+                due, self._pending = [self._pending], None
+                buffer, buffer_start, peak = self._tail.copy(), self._fed - len(self._tail), self._peak
+            return self._score(due, buffer, buffer_start, peak)
+
+    def _keep(self, chunk: np.ndarray) -> tuple[list[float], np.ndarray, int]:
+        """Keep a chunk for the take and the live tail; the hops it makes due, and the audio that covers them
+        (with the sample index where it starts)."""
         mono = to_float_mono(chunk)
         if len(mono) > self.settings.stream_max_chunk_seconds * self.rate:
             raise StreamError(f"A chunk of {len(mono) / self.rate:.1f} s arrived at once; a live stream takes at "
@@ -196,9 +233,7 @@ class StreamAnalyser:
             if self._next < window - _EPS and following > window + _EPS:
                 following = window  # the first whole window, whatever the hop
             self._next = following
-        if max_scored is not None:
-            due = due[len(due) - max_scored:] if max_scored > 0 else []
-        return self._score(due, buffer, buffer_start)
+        return due, buffer, buffer_start
 
     def finish(self) -> Analysis:
         """The analysis of the whole take, equal to `analyze_file` on a file holding the same samples.
@@ -208,10 +243,11 @@ class StreamAnalyser:
 
     def recording(self) -> Recording:
         """The take as the analysis reads it (at the model's rate, cleaned); ends the stream."""
-        if self._recording is None:
-            self._push_take()
-            self._recording = self._take.finish(source_duration=self.seconds)
-        return self._recording
+        with self._audio_lock:
+            if self._recording is None:
+                self._push_take()
+                self._recording = self._take.finish(source_duration=self.seconds)
+            return self._recording
 
     def _push_take(self) -> None:
         if self._unpushed:
@@ -237,16 +273,16 @@ class StreamAnalyser:
         window[:len(got)] = got
         return window, len(got)
 
-    def _score(self, due: list[float], buffer: np.ndarray, buffer_start: int) -> list[Hop]:
+    def _score(self, due: list[float], buffer: np.ndarray, buffer_start: int, peak: float) -> list[Hop]:
         if not due:
             return []
-        over = max(self._peak, 1.0)  # `clean` scales over-range float audio back by its peak
+        over = max(peak, 1.0)  # `clean` scales over-range float audio back by its peak
         windows, filled = zip(*(self._window(t, buffer, buffer_start) for t in due))
         windows, filled = np.stack(windows), np.array(filled)
         loud = np.array([rms_dbfs(w / over) >= self.settings.silence_dbfs for w in windows])
         probs = np.zeros((len(due), len(LABELS)), np.float32)
         if loud.any():
-            gain = np.float32(0.9 / self._peak)
+            gain = np.float32(0.9 / peak)
             with torch_threads(self.settings.stream_threads):
                 probs[loud] = predict_windows(self.tagger, windows[loud] * gain, filled[loud], self.settings.batch_size)
         hops = []

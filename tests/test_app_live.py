@@ -1,5 +1,7 @@
 """The app's live mode handlers, called as Gradio calls them (chunks of (rate, int16) from the microphone)."""
 
+from concurrent.futures import Executor, Future
+
 import gradio as gr
 import numpy as np
 import pytest
@@ -15,11 +17,61 @@ from instrusense.streaming import Hop
 from instrusense.taxonomy import LABEL_INDEX, LABELS, display_name
 
 
+class RunNow(Executor):
+    """Runs a submitted call at once, so each chunk's handler returns the hop its chunk completed."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+class Held(Executor):
+    """Holds submitted calls until `release`: a model call still running while chunks arrive."""
+
+    def __init__(self):
+        self.held: list[tuple[Future, object]] = []
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        self.held.append((Future(), lambda: fn(*args, **kwargs)))
+        return self.held[-1][0]
+
+    def release(self) -> None:
+        for future, call in self.held:
+            future.set_result(call())
+        self.held = []
+
+
 @pytest.fixture(scope="module")
 def handlers(tiny_whisper):
     settings = load_settings({}, model=tiny_whisper, threshold=0.3, live_view_seconds=4.0)
     analyze, _ = app.make_analyze(settings)
-    return settings, analyze, make_live(settings, load_tagger(tiny_whisper), analyze)
+    return settings, analyze, make_live(settings, load_tagger(tiny_whisper), analyze, scorer=RunNow())
+
+
+def test_chunks_are_kept_while_the_model_is_busy_and_its_hop_shows_with_the_next_chunk(handlers, tiny_whisper):
+    """Gradio keeps only the latest chunk sent while a stream's handler runs, so the handler never waits for the
+    model: every chunk reaches the take while a model call is pending, and the call's hop shows when it is done."""
+    settings, analyze, _ = handlers
+    held = Held()
+    on_chunk, on_stop = make_live(settings, load_tagger(tiny_whisper), analyze, scorer=held)
+    chunk = np.round(tone(0.5, 48000) * 32767).astype(np.int16)
+    skip, session = gr.skip(), None
+    for _ in range(6):  # a hop is due at once; while its model call is held the chunks are kept, nothing is shown
+        ranking, plot, session = on_chunk((48000, chunk), session)  # (and no second call queues)
+        assert ranking == {} and plot == skip and len(held.held) == 1
+    held.release()  # the call scores the newest hop due when it runs (3 s); the next chunk shows it
+    ranking, plot, session = on_chunk((48000, chunk), session)
+    assert [h.time for h in session.analyser.history] == [pytest.approx(3.0)] and ranking["confidences"]
+    assert plot != skip and len(held.held) == 1
+    held.held[0][0].set_running_or_notify_cancel()  # running: the next chunk repeats the ranking, skips the plot
+    again, plot, session = on_chunk((48000, chunk), session)
+    assert again == ranking and plot == skip and session.analyser.seconds == pytest.approx(4.0)
+    held.release()
+    *shown, state = on_stop(session)
+    record = shown[5]
+    assert record["duration"] == pytest.approx(4.0) and state is None  # the whole take, every chunk in it
+    assert [h.time for h in session.analyser.history] == [pytest.approx(3.0), pytest.approx(4.0)]
 
 
 def test_live_view_rolls_and_stop_gives_the_upload_analysis_of_the_take(handlers):

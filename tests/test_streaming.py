@@ -154,3 +154,25 @@ def test_a_view_that_fell_behind_scores_only_the_newest_window_and_keeps_all_aud
     (hop,) = analyser.feed(data[16000 * 4:], max_scored=1)
     assert hop.time == pytest.approx(9.0) and list(analyser.history) == [hop]
     assert analyser.finish().analysed_seconds == pytest.approx(8.0)  # the take is whole (up to the limit)
+
+
+
+def test_kept_chunks_are_scored_apart_the_newest_hop_due_with_its_whole_window(tiny_whisper):
+    """`keep` takes chunks without the model and `score_pending` (another thread, in the app) scores the newest hop
+    due when it runs: the window `feed` scores at that point, however many chunks came since the hop fell due."""
+    tagger = load_tagger(tiny_whisper)
+    rate, chunk = 48000, 4800  # 0.1 s chunks, as a browser sends
+    data = _music(9.0, rate, 1)
+    kept, fed = (StreamAnalyser(tagger, LOW, rate, hop_seconds=0.5) for _ in range(2))
+    assert kept.score_pending() == []  # nothing due yet
+    due = int(6.0 * rate)  # scored by `fed` as it falls due; by `kept` four chunks later
+    for i in range(0, int(6.4 * rate), chunk):
+        kept.keep(data[i:i + chunk])
+        hops = fed.feed(data[i:i + chunk], max_scored=1 if i + chunk == due else 0)
+        if i + chunk == due:
+            (reference,) = hops
+    (late,) = kept.score_pending()
+    assert kept.score_pending() == [] and late.time == pytest.approx(6.0)
+    assert reference.time == late.time and late.start == reference.start
+    np.testing.assert_array_equal(late.probs, reference.probs)
+    np.testing.assert_array_equal(kept.recording().samples, fed.recording().samples)  # the same take
