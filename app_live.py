@@ -175,8 +175,9 @@ def make_live(settings: Settings, tagger: Tagger | None, analyze: Callable[[str 
         except StreamError as exc:
             raise gr.Error(str(exc)) from None
         if session.scoring is None or session.scoring.done():
-            if session.scoring is not None and session.scoring.exception() is not None:
-                log.error("live scoring failed", exc_info=session.scoring.exception())
+            failed = session.scoring.exception() if session.scoring is not None else None
+            if failed is not None:
+                log.error("live scoring failed", exc_info=failed)
                 raise gr.Error("The live view failed; stop, and the take is still analysed.")
             session.scoring = scorer.submit(session.analyser.score_pending)
         history = list(session.analyser.history)

@@ -74,6 +74,19 @@ def test_chunks_are_kept_while_the_model_is_busy_and_its_hop_shows_with_the_next
     assert [h.time for h in session.analyser.history] == [pytest.approx(3.0), pytest.approx(4.0)]
 
 
+def test_a_failed_live_score_is_reported_and_the_take_is_still_analysed(handlers, tiny_whisper):
+    settings, analyze, _ = handlers
+    held = Held()
+    on_chunk, on_stop = make_live(settings, load_tagger(tiny_whisper), analyze, scorer=held)
+    chunk = np.round(tone(0.5, 48000) * 32767).astype(np.int16)
+    _, _, session = on_chunk((48000, chunk), None)
+    held.held.pop()[0].set_exception(RuntimeError("model broke"))
+    with pytest.raises(gr.Error, match="live view failed"):
+        on_chunk((48000, chunk), session)
+    *shown, state = on_stop(session)
+    assert shown[5]["duration"] == pytest.approx(1.0) and state is None  # both chunks, analysed as an upload
+
+
 def test_live_view_rolls_and_stop_gives_the_upload_analysis_of_the_take(handlers):
     settings, analyze, (on_chunk, on_stop) = handlers
     take = np.round(tone(7.0, 48000, channels=2) * 32767).astype(np.int16)  # what a browser microphone sends

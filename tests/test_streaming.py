@@ -156,7 +156,6 @@ def test_a_view_that_fell_behind_scores_only_the_newest_window_and_keeps_all_aud
     assert analyser.finish().analysed_seconds == pytest.approx(8.0)  # the take is whole (up to the limit)
 
 
-
 def test_kept_chunks_are_scored_apart_the_newest_hop_due_with_its_whole_window(tiny_whisper):
     """`keep` takes chunks without the model and `score_pending` (another thread, in the app) scores the newest hop
     due when it runs: the window `feed` scores at that point, however many chunks came since the hop fell due."""
