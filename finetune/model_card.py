@@ -90,6 +90,15 @@ def _chain_commands(run: dict, own: bool = True) -> list[str]:
     return out + (_stage_commands(run) if own else [])
 
 
+def _averaged_parts(average: dict) -> str:
+    """The averaged models as the card names them: an input that is itself an average says of how many."""
+    parts = []
+    for a in average["averaged"]:
+        inner = (a.get("run") or {}).get("averaged")
+        parts.append(f"`{a['path']}`" + (f" (itself an average of {len(inner)})" if inner else ""))
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
+
+
 def card_data(eval_results: list[EvalResult] | None = None) -> ModelCardData:
     return ModelCardData(license="mit", library_name="transformers", pipeline_tag="audio-classification",
                          base_model="openai/whisper-base", model_name=MODEL_NAME,
@@ -111,9 +120,11 @@ def eval_results(results: dict, model_key: str = "whisper") -> list[EvalResult]:
     return out
 
 
-def render_card(run: dict, best_step: int | None, history: list[dict], command: str) -> str:
+def render_card(run: dict, best_step: int | None, history: list[dict], command: str,
+                model_dir: str | Path | None = None) -> str:
     """``run``: a training run's record, or a weight average's (``{"averaged": [...]}``), whose recipe and
-    curve are those of its last averaged model (``history``, ``best_step`` and ``command`` are that run's)."""
+    curve are those of its last averaged model (``history``, ``best_step`` and ``command`` are that run's).
+    ``model_dir``: where the card goes; an average written elsewhere ends its commands with the copy."""
     average = run if "averaged" in run else None
     if average:
         run = last_trained(average)
@@ -121,6 +132,8 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
             raise ValueError("none of the averaged models has a training record")
     m, d, t = run["model"], run["data"], run["train"]
     commands = _stage_commands(average) if average else [*_chain_commands(run, own=False), command]
+    if average and average.get("out") and model_dir and Path(average["out"]) != Path(model_dir):
+        commands.append(f"cp {shlex.quote(average['out'])}/* {shlex.quote(str(model_dir))}/")
     wall = history[-1]["elapsed_s"] if history else float("nan")
     others = [r for r in _trained_runs(average or run) if _run_key(r) != _run_key(run)]
     earlier = [r["elapsed_s"] for r in others if "elapsed_s" in r]
@@ -131,6 +144,7 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
         card_data(), template_path=str(TEMPLATE), families=FAMILIES, window=f"{m['window_seconds']:g}",
         encoder_layers=m["encoder_layers"] or "all", projector_size=m["projector_size"], save_dtype=t["save_dtype"],
         dataset=d["dataset"], average=average is not None, average_count=len(average["averaged"]) if average else 0,
+        averaged_parts=_averaged_parts(average) if average else "",
         short_fraction=f"{d['short_fraction']:.0%}", mix_fraction=f"{d['mix_fraction']:.0%}" if d.get("mix_fraction") else "",
         pitch_shift=f"{d.get('pitch_shift', 0.0):g}" if d.get("pitch_shift") else "",
         pitch_shift_drums=d.get("pitch_shift_drums", True), head_lr=f"{t['head_lr']:g}", encoder_lr=f"{t['encoder_lr']:g}",
@@ -144,7 +158,7 @@ def render_card(run: dict, best_step: int | None, history: list[dict], command: 
 def write_model_card(model_dir: Path, run: dict, best_step: int | None, history: list[dict], argv: list[str]) -> Path:
     """Write README.md next to the weights, keeping an existing evaluation section and its metrics."""
     path = model_dir / "README.md"
-    text = render_card(run, best_step, history, _command(argv))
+    text = render_card(run, best_step, history, _command(argv), model_dir)
     if path.is_file():
         old = path.read_text()
         if CARD_START in old and CARD_END in old:

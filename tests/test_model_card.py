@@ -110,6 +110,15 @@ def test_a_shipped_average_describes_its_last_model_and_ends_with_the_average():
     commands = card[card.index("```bash"):]
     assert commands.count("--max_steps 6000") == 1 and "ignored" not in commands
     assert "--seed 7\npython -m finetune.average --out runs/avg --models models/instrusense runs/r/model\n```" in commands
+    assert "(`finetune.average`):\n`models/instrusense` and `runs/r/model`, each with its own records" in card
+    # written elsewhere and copied into the model folder: the commands end with the copy
+    shipped = render_card(record, 2000, HISTORY, "cmd", model_dir="models/instrusense")
+    assert "--models models/instrusense runs/r/model\ncp runs/avg/* models/instrusense/\n```" in shipped
+    assert "cp runs/avg" not in render_card(record, 2000, HISTORY, "cmd", model_dir="runs/avg")
+    # an average of averages says how many each input holds
+    nested = {"out": "runs/half", "averaged": [{"path": "models/instrusense", "run": first},
+                                               {"path": "runs/avg", "run": record}]}
+    assert "`models/instrusense` and `runs/avg` (itself an average of 2)" in render_card(nested, 2000, HISTORY, "cmd")
     # wall time: this stage (10 min of HISTORY) plus every other averaged stage once (120 min)
     assert "10 min for this stage (130 min with every stage behind the average)" in card
     # the last averaged model also stands in another's lineage (as a copy): its time is counted once
