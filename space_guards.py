@@ -450,6 +450,45 @@ class UploadBudgetMiddleware:
             self.budget.release(declared)
 
 
+class StreamChunksInTurn:
+    """ASGI middleware on the app (as `UploadBudgetMiddleware`): a chunk posted to a stream waits until Gradio's
+    queue has taken the one before. Gradio keeps one pending chunk per stream (`POST /stream/{event_id}` replaces
+    `event.data`), and the page posts its 0.1 s microphone chunks in bursts, so a chunk that came while the handler
+    ran was lost (4 % of a take when the browser shared the CPU). Reads Gradio's queue (`event_ids_to_events`, an
+    event's `signal`: set while a chunk waits); anything else, or a wait past `wait_seconds`, passes as before.
+    The test that fails without it: tests/test_browser_live.py (chunks sent against chunks kept, in the full
+    suite), and tests/test_space_guards.py's own."""
+
+    def __init__(self, app, blocks: gr.Blocks, wait_seconds: float = 0.5, poll_seconds: float = 0.005):
+        self.app, self.blocks = app, weakref.ref(blocks)
+        self.wait_seconds, self.poll_seconds = wait_seconds, poll_seconds
+        self.turns: dict[str, asyncio.Lock] = {}
+
+    def _event(self, path: str):
+        event_id = path.rsplit("/stream/", 1)[-1].removesuffix("/close")
+        blocks = self.blocks()
+        events = getattr(getattr(blocks, "_queue", None), "event_ids_to_events", None) or {}
+        return event_id, events.get(event_id)
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or scope["method"] != "POST" or "/stream/" not in path:
+            return await self.app(scope, receive, send)
+        event_id, event = self._event(path)
+        if event is None or not isinstance(getattr(event, "signal", None), asyncio.Event):
+            return await self.app(scope, receive, send)
+        turn = self.turns.setdefault(event_id, asyncio.Lock())
+        try:
+            async with turn:  # chunks go in the order they came, one at a time
+                deadline = time.monotonic() + self.wait_seconds
+                while event.signal.is_set() and time.monotonic() < deadline:
+                    await asyncio.sleep(self.poll_seconds)
+                await self.app(scope, receive, send)
+        finally:
+            if path.endswith("/close") or getattr(event, "closed", False):
+                self.turns.pop(event_id, None)
+
+
 _budgets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -490,9 +529,10 @@ def guard(demo: gr.Blocks, settings: Settings, examples: Iterable[str | Path] = 
 
 
 def launch_options(demo: gr.Blocks, settings: Settings) -> dict:
-    """What `demo.launch` needs for the guards: Gradio's own upload size limit, and the upload budget as
-    FastAPI middleware (both documented launch options)."""
+    """What `demo.launch` needs for the guards: Gradio's own upload size limit, and the upload budget and the
+    streams' chunks in turn as FastAPI middleware (both documented launch options)."""
     from starlette.middleware import Middleware
 
     return {"max_file_size": f"{settings.max_upload_mb:g}mb",
-            "app_kwargs": {"middleware": [Middleware(UploadBudgetMiddleware, budget=_budgets[demo])]}}
+            "app_kwargs": {"middleware": [Middleware(UploadBudgetMiddleware, budget=_budgets[demo]),
+                                          Middleware(StreamChunksInTurn, blocks=demo)]}}

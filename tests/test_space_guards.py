@@ -1,11 +1,13 @@
 """Bounded scratch folders and admission rules, without a server."""
 
+import asyncio
 import os
 import threading
+import time
 
 import pytest
 
-from space_guards import Busy, Slots, client_key, prune, queue_refusal
+from space_guards import Busy, Slots, StreamChunksInTurn, client_key, prune, queue_refusal
 from instrusense.stopping import Stopped
 
 
@@ -62,3 +64,62 @@ def test_slots_wait_refuse_when_busy_and_stop_when_told():
     with slots.hold(0.1):  # freed again
         assert slots.running == 1
     assert slots.peak == 1 and slots.running == 0
+
+
+class _Event:  # what StreamChunksInTurn reads of a Gradio queue event
+    def __init__(self):
+        self.signal, self.closed = asyncio.Event(), False
+
+
+class _Blocks:
+    def __init__(self, events):
+        self._queue = type("Queue", (), {"event_ids_to_events": events})()
+
+
+def _post(path: str, method: str = "POST", chunk: int = 0) -> dict:
+    return {"type": "http", "method": method, "path": path, "headers": [], "chunk": chunk}
+
+
+def test_stream_chunks_wait_until_the_one_before_was_taken_and_keep_their_order():
+    """Gradio keeps one pending chunk per stream: a second chunk posted before the queue took the first replaced it."""
+
+    async def scenario():
+        event = _Event()
+        blocks = _Blocks({"e1": event})
+        reached = []
+
+        async def gradio_route(scope, receive, send):  # POST /stream/{id}: event.data = body; signal.set()
+            reached.append((scope["path"].rsplit("/", 1)[-1], scope["chunk"]))
+            event.signal.set()
+
+        middleware = StreamChunksInTurn(gradio_route, blocks, wait_seconds=5.0, poll_seconds=0.001)
+        call = lambda path, chunk: asyncio.create_task(middleware(_post(path, chunk=chunk), None, None))  # noqa: E731
+        await call("/gradio_api/stream/e1", 1)
+        assert reached == [("e1", 1)]
+        second = call("/gradio_api/stream/e1", 2)
+        await asyncio.sleep(0.01)
+        third = call("/gradio_api/stream/e1/close", 3)
+        await asyncio.sleep(0.02)
+        assert len(reached) == 1  # the first chunk is not taken yet: the others wait
+        event.signal.clear()  # the queue takes it
+        await asyncio.wait_for(second, 1)
+        await asyncio.sleep(0.02)
+        assert reached[1:] == [("e1", 2)]  # one at a time: the close waits for the second
+        event.closed = True
+        event.signal.clear()
+        await asyncio.wait_for(third, 1)
+        assert reached[2:] == [("close", 3)] and middleware.turns == {}
+        # other requests, unknown streams and a chunk nobody takes (past the wait) go through as before
+        waiting = _Event()
+        waiting.signal.set()
+        other = _Blocks({"e2": waiting})
+        timed = StreamChunksInTurn(gradio_route, other, wait_seconds=0.05, poll_seconds=0.001)
+        started = time.monotonic()
+        await timed(_post("/gradio_api/stream/e2"), None, None)
+        assert 0.04 <= time.monotonic() - started < 1 and reached[-1] == ("e2", 0)
+        for scope in (_post("/gradio_api/stream/unknown"), _post("/gradio_api/upload"),
+                      _post("/gradio_api/stream/e1", method="GET")):
+            await asyncio.wait_for(middleware(scope, None, None), 0.5)
+        assert reached[-3:] == [("unknown", 0), ("upload", 0), ("e1", 0)]
+
+    asyncio.run(scenario())
