@@ -4,6 +4,7 @@ import asyncio
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -122,4 +123,6 @@ def test_stream_chunks_wait_until_the_one_before_was_taken_and_keep_their_order(
             await asyncio.wait_for(middleware(scope, None, None), 0.5)
         assert reached[-3:] == [("unknown", 0), ("upload", 0), ("e1", 0)]
 
-    asyncio.run(scenario())
+    # in a thread of its own: Playwright's sync API (the browser tests, same session) leaves a loop running here
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
