@@ -462,7 +462,7 @@ class StreamChunksInTurn:
     def __init__(self, app, blocks: gr.Blocks, wait_seconds: float = 0.5, poll_seconds: float = 0.005):
         self.app, self.blocks = app, weakref.ref(blocks)
         self.wait_seconds, self.poll_seconds = wait_seconds, poll_seconds
-        self.turns: dict[str, asyncio.Lock] = {}
+        self.turns: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()  # while in use
 
     def _event(self, path: str):
         event_id = path.rsplit("/stream/", 1)[-1].removesuffix("/close")
@@ -477,16 +477,12 @@ class StreamChunksInTurn:
         event_id, event = self._event(path)
         if event is None or not isinstance(getattr(event, "signal", None), asyncio.Event):
             return await self.app(scope, receive, send)
-        turn = self.turns.setdefault(event_id, asyncio.Lock())
-        try:
-            async with turn:  # chunks go in the order they came, one at a time
-                deadline = time.monotonic() + self.wait_seconds
-                while event.signal.is_set() and time.monotonic() < deadline:
-                    await asyncio.sleep(self.poll_seconds)
-                await self.app(scope, receive, send)
-        finally:
-            if path.endswith("/close") or getattr(event, "closed", False):
-                self.turns.pop(event_id, None)
+        turn = self.turns.setdefault(event_id, asyncio.Lock())  # gone once no request holds it: nothing to tidy
+        async with turn:  # chunks go in the order they came, one at a time
+            deadline = time.monotonic() + self.wait_seconds
+            while event.signal.is_set() and time.monotonic() < deadline:
+                await asyncio.sleep(self.poll_seconds)
+            await self.app(scope, receive, send)
 
 
 _budgets: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
