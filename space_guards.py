@@ -453,9 +453,10 @@ class UploadBudgetMiddleware:
 class StreamChunksInTurn:
     """ASGI middleware on the app (as `UploadBudgetMiddleware`): a chunk posted to a stream waits until Gradio's
     queue has taken the one before. Gradio keeps one pending chunk per stream (`POST /stream/{event_id}` replaces
-    `event.data`), and the page posts its 0.1 s microphone chunks in bursts, so a chunk that came while the handler
-    ran was lost (4 % of a take when the browser shared the CPU). Reads Gradio's queue (`event_ids_to_events`, an
-    event's `signal`: set while a chunk waits); anything else, or a wait past `wait_seconds`, passes as before.
+    `event.data`) and takes it only between handler calls, so a 0.1 s microphone chunk that came before the one
+    ahead of it was taken replaced it, even with a quick handler (4 % of a take when the browser shared the CPU).
+    Reads Gradio's queue (`event_ids_to_events`, an event's `signal`: set while a chunk waits); anything else, or a
+    wait past `wait_seconds`, passes as before.
     The test that fails without it: tests/test_browser_live.py (chunks sent against chunks kept, in the full
     suite), and tests/test_space_guards.py's own."""
 
