@@ -25,6 +25,7 @@ def test_note_number_takes_midi_key_numbers_as_well_as_note_names():
     assert note_number("60") == 60 == note_number("C4")
     assert note_number("34") == note_number("Bb1")
     assert note_number("As1") == note_number("A#1") == note_number("Bb1")  # "s": a sharp, as web samplers name files
+    assert note_number("asharp1") == note_number("Bb1") == note_number("bflat1")  # Freesound's MTG file names
     with pytest.raises(ValueError, match="MIDI key"):
         note_number("128")
 

@@ -23,7 +23,8 @@ DATA_SOURCES = Path(__file__).resolve().parents[1].parent / "shared" / "DATA-SOU
 # validation sources of DATA-SOURCES.md (behind real-eval) and excluded ones: never in the manifest
 FORBIDDEN = ("weresax", "jlearman", "cp80", "peastman/sso", "jrhodes", "discord", "virtual playing orchestra")
 HELDOUT = {"bear_sax", "ganjo", "pastabass", "black_and_green_guitars", "headroom_piano", "sneakybass", "sams_sonor",
-           "belofilms_strums", "iowa_vibraphone", "iowa_tuba", "vcsl_pipe_organ"}
+           "belofilms_strums", "iowa_vibraphone", "iowa_tuba", "vcsl_pipe_organ",
+           "mtg_violin", "mtg_cello", "mtg_trumpet"}
 
 
 def test_manifest_is_valid():

@@ -32,13 +32,14 @@ ACCIDENTALS = {"#": 1, "s": 1, "sharp": 1, "b": -1, "flat": -1, "": 0}
 
 
 def note_number(name: str) -> int:
-    """MIDI key of a note name such as ``A4``, ``Bb3``, ``C#5`` or ``Cs5`` (the web samplers' spelling of a
-    sharp; A4 = 69), or of a MIDI key number itself (``60``: files named by key, such as ``Horn.mf.60.m4a``)."""
+    """MIDI key of a note name such as ``A4``, ``Bb3``, ``C#5``, ``Cs5`` (the web samplers' spelling of a
+    sharp) or ``csharp5`` (Freesound's; A4 = 69), or of a MIDI key number itself (``60``: files named by key,
+    such as ``Horn.mf.60.m4a``)."""
     if name.isdigit():
         if int(name) > 127:
             raise ValueError(f"not a MIDI key: {name!r}")
         return int(name)
-    m = re.fullmatch(r"([A-Ga-g])([#bs]?)(-?\d)", name)
+    m = re.fullmatch(r"([A-Ga-g])(#|b|s|sharp|flat|)(-?\d)", name)
     if not m:
         raise ValueError(f"not a note name: {name!r}")
     return 12 * (int(m.group(3)) + 1) + NOTE_NAMES[m.group(1).upper()] + ACCIDENTALS[m.group(2)]
