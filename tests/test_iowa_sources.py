@@ -40,6 +40,18 @@ def test_folder_keyed_by_midi_number_leaves_out_files_under_min_seconds(tmp_path
     assert len(re.findall(r"pitch_keycenter", folder_sfz(tmp_path, "*.flac", r"\.([0-9]+)\.flac$"))) == 3
 
 
+def test_freesound_names_map_spelled_sharps_and_the_first_file_of_a_repeated_name(tmp_path):
+    # MTG's Freesound names spell sharps out (violin-asharp4); one copy renamed cello-c-2 (C#2) to cello-c2, so the
+    # first file per name, the lower Freesound id, is the natural
+    write_sine(tmp_path / "355828__mtg__violin-asharp4.wav", 466.2, 1.0, SR)
+    write_sine(tmp_path / "357902__mtg__cello-c2.wav", 65.4, 1.0, SR)
+    write_sine(tmp_path / "357903__mtg__cello-c2.wav", 69.3, 1.0, SR)
+    violin = folder_sfz(tmp_path, "*__mtg__violin-*.wav", r"__mtg__violin-([a-g](?:sharp)?[0-9])\.wav$")
+    assert re.findall(r"pitch_keycenter=(\d+)", violin) == ["70"]
+    cello = folder_sfz(tmp_path, "*__mtg__cello-*.wav", r"__mtg__cello-([a-g][0-9])\.wav$")
+    assert re.findall(r"pitch_keycenter=(\d+) sample=\S+/(\d+)__", cello) == [("36", "357902")]
+
+
 def test_aiff_and_m4a_samples_get_flac_copies(tmp_path):
     write_sine(tmp_path / "Oboe.ff.A4.stereo.aif", 440.0, 1.0, 44100, format="AIFF", subtype="PCM_24")
     assert transcode_to_flac(tmp_path, ".aif") == 1

@@ -52,7 +52,7 @@ def folder_sfz(folder: Path, glob: str, note_regex: str, min_seconds: float = 0.
     by_key: dict[int, Path] = {}
     for f in sorted(folder.glob(glob)):
         m = re.search(note_regex, f.name)
-        if m and (min_seconds <= 0 or _seconds(f) >= min_seconds):
+        if m and (min_seconds <= 0 or file_seconds(f) >= min_seconds):
             by_key.setdefault(note_number(m.group(1)), f)
     if not by_key:
         raise ValueError(f"no file in {folder} matches {glob!r} with a note name ({note_regex!r})")
@@ -87,7 +87,8 @@ def chord_sfz(folder: Path, glob: str, chord_regex: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _seconds(path: Path) -> float:
+def file_seconds(path: Path) -> float:
+    """Duration of a sample file, 0 where libsndfile cannot read it (such a file counts as too short)."""
     import soundfile as sf
 
     try:
