@@ -1,5 +1,7 @@
 """finetune.evaluation.heldout_files: every file of a held-out folder library, analysed as the CLI does."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from conftest import write_sine
@@ -26,6 +28,15 @@ def test_files_are_those_the_build_maps_every_take_not_only_the_first_per_key(tm
     (notes / "readme.txt").write_text("licence")
     files = library_files(spec(), tmp_path)
     assert [f.name for f in files] == ["1__cello-c2.wav", "2__cello-c2.wav"]  # too short and unnamed left out
+
+
+def test_samples_the_sampler_cannot_read_are_copied_to_flac_as_the_build_does(tmp_path):
+    notes = tmp_path / "owner+cellos" / "notes"
+    notes.mkdir(parents=True)
+    write_sine(notes / "1__cello-c2.aif", 65.4, 1.0, SR, format="AIFF")
+    folder = {"path": "notes", "glob": "*.flac", "note_regex": r"-([a-g][0-9])\.flac$"}
+    cellos = replace(spec(**folder), transcode=".aif")
+    assert [f.name for f in library_files(cellos, tmp_path)] == ["1__cello-c2.flac"]
 
 
 def test_only_held_out_folder_libraries_are_chosen_and_unknown_names_are_refused():
@@ -61,4 +72,6 @@ def test_command_scores_each_file_with_each_model_and_keeps_going_past_a_broken_
     assert out.count("| cellos | cello |") == 2 and "| 4 |" in out  # 4 files, one row per model
     assert "(error) 1" in out  # the broken file is counted, not fatal
     assert main([*args, "--names", "violins"]) == 2
+    monkeypatch.setattr(heldout_files, "load_manifest", lambda: (spec(**folder), spec("violins", **folder)))
+    assert main(args) == 0 and capsys.readouterr().out.count("| violins |") == 0  # not fetched: left out
     assert main(["--libraries", str(tmp_path / "none"), "--model", f"fp32={tiny_whisper}"]) == 2

@@ -9,8 +9,8 @@ a held-out plain-folder library of the manifest (``role: heldout`` with a ``fold
 ``note_regex`` or ``chord_regex`` take, as the build takes them) through the library's own file analysis, the path of
 ``python -m instrusense analyze``. Per library: files, top-1 for each model, the labels it names instead, and each
 model's difference from the first, paired by file, with its bootstrap standard error (the tolerance a per-label bar
-is read with). Fetch the libraries first (``python -m finetune.data.libraries fetch``); a library that transcodes
-its samples has its FLAC copies only after a build.
+is read with). Fetch the libraries first (``python -m finetune.data.libraries fetch``); a library whose samples the
+sampler cannot read gets its FLAC copies here as in a build; one not fetched is left out with a warning.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from transformers import HfArgumentParser
 
-from finetune.data.engines.sfz import file_seconds
+from finetune.data.engines.sfz import file_seconds, transcode_to_flac
 from finetune.data.libraries import library_root, load_manifest
 from finetune.data.sources import LibrarySpec
 from finetune.evaluation.evaluate import gather_models, model_specs
@@ -51,8 +51,12 @@ def heldout_folders(specs: tuple[LibrarySpec, ...], names: list[str] | None = No
 
 
 def library_files(spec: LibrarySpec, root: Path) -> list[Path]:
-    """Every file the build would map for ``spec`` (not only the first per key): a recorded note or strum each."""
-    folder = library_root(spec, root) / spec.folder["path"]
+    """Every file the build would map for ``spec`` (not only the first per key): a recorded note or strum each.
+    Samples the build copies to FLAC first (``transcode``) are copied here the same way."""
+    checkout = library_root(spec, root)
+    if spec.transcode and checkout.is_dir():
+        transcode_to_flac(checkout, spec.transcode)
+    folder = checkout / spec.folder["path"]
     pattern = spec.folder.get("note_regex") or spec.folder["chord_regex"]
     min_seconds = spec.folder.get("min_seconds", 0.0)
     return [f for f in sorted(folder.glob(spec.folder["glob"]))
@@ -114,10 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         specs = heldout_folders(load_manifest(), a.names or None)
         files = {s.name: library_files(s, Path(a.libraries)) for s in specs}
-        empty = [n for n, f in files.items() if not f]
-        if empty:
-            raise ValueError(f"no files for {empty} under {a.libraries}: fetch the libraries (and build once for "
-                             "those that transcode)")
+        for name in [n for n, f in files.items() if not f]:
+            log.warning("%s: no files under %s (not fetched?), left out", name, a.libraries)
+        specs = [s for s in specs if files[s.name]]
+        if not specs:
+            raise ValueError(f"no held-out library files under {a.libraries}: python -m finetune.data.libraries fetch")
         tops: dict[str, dict[str, list[str | None]]] = {s.name: {} for s in specs}
         for m in model_specs(a.model):
             tagger = load_tagger(m.path, 0, m.int8, "cpu" if m.int8 else "auto")
