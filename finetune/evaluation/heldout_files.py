@@ -16,7 +16,6 @@ sampler cannot read gets its FLAC copies here as in a build; one not fetched is 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from transformers import HfArgumentParser
 
-from finetune.data.engines.sfz import file_seconds, transcode_to_flac
+from finetune.data.engines.sfz import folder_files, transcode_to_flac
 from finetune.data.libraries import library_root, load_manifest
 from finetune.data.sources import LibrarySpec
 from finetune.evaluation.evaluate import gather_models, model_specs
@@ -56,11 +55,9 @@ def library_files(spec: LibrarySpec, root: Path) -> list[Path]:
     checkout = library_root(spec, root)
     if spec.transcode and checkout.is_dir():
         transcode_to_flac(checkout, spec.transcode)
-    folder = checkout / spec.folder["path"]
     pattern = spec.folder.get("note_regex") or spec.folder["chord_regex"]
-    min_seconds = spec.folder.get("min_seconds", 0.0)
-    return [f for f in sorted(folder.glob(spec.folder["glob"]))
-            if re.search(pattern, f.name) and (min_seconds <= 0 or file_seconds(f) >= min_seconds)]
+    return [f for f, _ in folder_files(checkout / spec.folder["path"], spec.folder["glob"], pattern,
+                                       spec.folder.get("min_seconds", 0.0))]
 
 
 def top_labels(files: list[Path], tagger, settings: Settings) -> list[str | None]:

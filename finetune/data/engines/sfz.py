@@ -45,15 +45,23 @@ def note_number(name: str) -> int:
     return 12 * (int(m.group(3)) + 1) + NOTE_NAMES[m.group(1).upper()] + ACCIDENTALS[m.group(2)]
 
 
+def folder_files(folder: Path, glob: str, pattern: str, min_seconds: float = 0.0) -> list[tuple[Path, re.Match]]:
+    """The files of a plain folder library, sorted by name, whose name ``pattern`` matches (with the match),
+    leaving out those shorter than ``min_seconds`` (notes a copy cropped to a few milliseconds)."""
+    out = []
+    for f in sorted(folder.glob(glob)):
+        m = re.search(pattern, f.name)
+        if m and (min_seconds <= 0 or _seconds(f) >= min_seconds):
+            out.append((f, m))
+    return out
+
+
 def folder_sfz(folder: Path, glob: str, note_regex: str, min_seconds: float = 0.0) -> str:
     """SFZ text mapping a folder of single-note WAV files, one file per key (first file wins), each
-    region stretched halfway to its neighbours. Files shorter than ``min_seconds`` are left out (notes a
-    copy cropped to a few milliseconds)."""
+    region stretched halfway to its neighbours (files: :func:`folder_files`)."""
     by_key: dict[int, Path] = {}
-    for f in sorted(folder.glob(glob)):
-        m = re.search(note_regex, f.name)
-        if m and (min_seconds <= 0 or file_seconds(f) >= min_seconds):
-            by_key.setdefault(note_number(m.group(1)), f)
+    for f, m in folder_files(folder, glob, note_regex, min_seconds):
+        by_key.setdefault(note_number(m.group(1)), f)
     if not by_key:
         raise ValueError(f"no file in {folder} matches {glob!r} with a note name ({note_regex!r})")
     keys = sorted(by_key)
@@ -71,12 +79,10 @@ def chord_sfz(folder: Path, glob: str, chord_regex: str) -> str:
     ``Bflat major``, ``C#m``): one key per root on C3–B3, the recordings of a root picked at random, never
     transposed (``pitch_keytrack=0``): a recorded strum is played as recorded."""
     by_root: dict[int, list[Path]] = {}
-    for f in sorted(folder.glob(glob)):
-        m = re.search(chord_regex, f.name)
-        if m:
-            letter, accidental = m.group(1)[0].upper(), m.group(1)[1:].lower()
-            if accidental in ACCIDENTALS:
-                by_root.setdefault((NOTE_NAMES[letter] + ACCIDENTALS[accidental]) % 12, []).append(f)
+    for f, m in folder_files(folder, glob, chord_regex):
+        letter, accidental = m.group(1)[0].upper(), m.group(1)[1:].lower()
+        if accidental in ACCIDENTALS:
+            by_root.setdefault((NOTE_NAMES[letter] + ACCIDENTALS[accidental]) % 12, []).append(f)
     if not by_root:
         raise ValueError(f"no file in {folder} matches {glob!r} with a chord root ({chord_regex!r})")
     lines = []
@@ -87,7 +93,7 @@ def chord_sfz(folder: Path, glob: str, chord_regex: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def file_seconds(path: Path) -> float:
+def _seconds(path: Path) -> float:
     """Duration of a sample file, 0 where libsndfile cannot read it (such a file counts as too short)."""
     import soundfile as sf
 
