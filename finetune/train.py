@@ -41,7 +41,8 @@ from finetune.data.clips import Clips, load_clips
 from finetune.data.schema import DEFAULT_DATASET, SAMPLE_RATE
 from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
-from finetune.modeling import build_classifier, init_head_from_data, load_weights, param_groups, save_model
+from finetune.modeling import (build_classifier, grow_weights, init_head_from_data, load_weights, param_groups,
+                               save_model)
 from finetune.records import AVERAGE_RECORD, RUN_RECORD, read_record
 from finetune.scoring import score_clips
 from instrusense.logs import configure_logging
@@ -59,7 +60,8 @@ class ModelArguments:
     projector_size: int = field(default=256, metadata={"help": "width of the classification projector"})
     init_from: str | None = field(default=None, metadata={
         "help": "a model this script saved, built from the same --base and architecture: training starts from its "
-                "weights instead of a fresh head, with a new learning-rate schedule (a warm restart)"})
+                "weights instead of a fresh head, with a new learning-rate schedule (a warm restart); with more "
+                "--encoder_layers than it has, the extra blocks start as the identity (the same scores at step 0)"})
 
 
 @dataclass
@@ -170,7 +172,9 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
             started -= history[-1]["elapsed_s"]
         log.info("resumed from %s at step %d", ckpt, step)
     elif m.init_from:
-        load_weights(model, Path(m.init_from))
+        grows = m.encoder_layers and m.encoder_layers > json.loads(
+            (Path(m.init_from) / "config.json").read_text()).get("encoder_layers", m.encoder_layers)
+        (grow_weights if grows else load_weights)(model, Path(m.init_from))
     else:
         init_head_from_data(model, batches, n_batches=t.init_batches)
     record = _record(m, d, t, argv)
