@@ -128,12 +128,15 @@ def init_head_from_data(model, batches, n_batches: int) -> None:
 ENCODER_PREFIXES = {"encoder", "model", "audio_spectrogram_transformer", "wav2vec2", "hubert"}
 
 
-def param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float) -> list[dict]:
-    """The new head at `head_lr`, the pretrained encoder at `encoder_lr` (0 freezes it)."""
+def param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float,
+                 new: tuple[str, ...] = ()) -> list[dict]:
+    """The new head at `head_lr`, the pretrained encoder at `encoder_lr` (0 freezes it); parameters under
+    the `new` prefixes (blocks added by `grow_weights`) learn at `head_lr` like the head."""
     head, body = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (body if name.split(".")[0] in ENCODER_PREFIXES else head).append(p)
+            fresh = name.startswith(new) if new else False
+            (body if name.split(".")[0] in ENCODER_PREFIXES and not fresh else head).append(p)
     if encoder_lr <= 0:
         for p in body:
             p.requires_grad_(False)

@@ -53,3 +53,15 @@ def test_growing_refuses_a_model_with_as_many_blocks_or_other_labels(two_block_b
     other, _ = build_classifier(str(two_block_base), encoder_layers=2, projector_size=8, labels=("flute", "tuba"))
     with pytest.raises(ValueError, match="labels"):
         grow_weights(other, tmp_path / "same")
+
+
+def test_grown_blocks_learn_at_the_head_rate_and_the_old_blocks_at_the_encoder_rate(two_block_base):
+    from finetune.modeling import param_groups
+
+    model, _ = build_classifier(str(two_block_base), encoder_layers=2, projector_size=8)
+    head, body = param_groups(model, 1e-3, 1e-5, 0.01, new=("encoder.layers.1.",))
+    assert (head["lr"], body["lr"]) == (1e-3, 1e-5)
+    ids = {id(p): name for name, p in model.named_parameters()}
+    assert any(ids[id(p)].startswith("encoder.layers.1.") for p in head["params"])
+    assert not any(ids[id(p)].startswith("encoder.layers.1.") for p in body["params"])
+    assert any(ids[id(p)].startswith("encoder.layers.0.") for p in body["params"])
