@@ -128,15 +128,12 @@ def init_head_from_data(model, batches, n_batches: int) -> None:
 ENCODER_PREFIXES = {"encoder", "model", "audio_spectrogram_transformer", "wav2vec2", "hubert"}
 
 
-def param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float,
-                 new: tuple[str, ...] = ()) -> list[dict]:
-    """The new head at `head_lr`, the pretrained encoder at `encoder_lr` (0 freezes it); parameters under
-    the `new` prefixes (blocks added by `grow_weights`) learn at `head_lr` like the head."""
+def param_groups(model, head_lr: float, encoder_lr: float, weight_decay: float) -> list[dict]:
+    """The new head at `head_lr`, the pretrained encoder at `encoder_lr` (0 freezes it)."""
     head, body = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            fresh = name.startswith(new) if new else False
-            (body if name.split(".")[0] in ENCODER_PREFIXES and not fresh else head).append(p)
+            (body if name.split(".")[0] in ENCODER_PREFIXES else head).append(p)
     if encoder_lr <= 0:
         for p in body:
             p.requires_grad_(False)
@@ -161,38 +158,6 @@ def load_weights(model, path: Path) -> None:
     except RuntimeError as err:
         raise ValueError(f"{path} does not match the model built from --base: {err}") from err
     log.info("weights from %s", path)
-
-
-NEW_LAYER_LOGIT = -30.0  # softmax weight of a new block's raw output in the layer sum: e^-30, i.e. none
-
-
-@torch.no_grad()
-def grow_weights(model, path: Path) -> None:
-    """Copy a saved Whisper classifier with fewer encoder blocks into `model`, which has more, so that the
-    grown model scores exactly as the saved one before it trains: each new block keeps its pretrained
-    weights but starts as the identity (the output projections of its attention and MLP zeroed, as in
-    zero-initialised residual branches), and the layer sum gives the raw output of the old last block no
-    weight, keeping the saved weight on the final, layer-normed state. Anything else that differs is refused."""
-    from safetensors.torch import load_file
-
-    config = json.loads((path / "config.json").read_text())
-    if {int(i): label for i, label in config.get("id2label", {}).items()} != model.config.id2label:
-        raise ValueError(f"{path} has other labels than this taxonomy's")
-    old, new = int(config["encoder_layers"]), model.config.encoder_layers
-    if model.config.model_type != "whisper" or new <= old:
-        raise ValueError(f"can grow only a Whisper encoder to more blocks ({path} has {old}, the model {new})")
-    saved, state = load_file(str(path / "model.safetensors")), model.state_dict()
-    for key, value in saved.items():
-        if key == "layer_weights":
-            value = torch.cat([value[:old], torch.full((new - old,), NEW_LAYER_LOGIT, dtype=value.dtype), value[old:]])
-        if key not in state or state[key].shape != value.shape:
-            raise ValueError(f"{path}: {key} does not fit the grown model")
-        state[key].copy_(value)
-    for i in range(old, new):
-        for name in ("self_attn.out_proj", "fc2"):
-            state[f"encoder.layers.{i}.{name}.weight"].zero_()
-            state[f"encoder.layers.{i}.{name}.bias"].zero_()
-    log.info("weights from %s, grown from %d to %d encoder blocks", path, old, new)
 
 
 def save_model(model, extractor, out: Path, dtype: str) -> None:

@@ -41,8 +41,7 @@ from finetune.data.clips import Clips, load_clips
 from finetune.data.schema import DEFAULT_DATASET, SAMPLE_RATE
 from finetune.metrics import multi_hot, summary
 from finetune.model_card import write_model_card
-from finetune.modeling import (build_classifier, grow_weights, init_head_from_data, load_weights, param_groups,
-                               save_model)
+from finetune.modeling import build_classifier, init_head_from_data, load_weights, param_groups, save_model
 from finetune.records import AVERAGE_RECORD, RUN_RECORD, read_record
 from finetune.scoring import score_clips
 from instrusense.logs import configure_logging
@@ -60,8 +59,7 @@ class ModelArguments:
     projector_size: int = field(default=256, metadata={"help": "width of the classification projector"})
     init_from: str | None = field(default=None, metadata={
         "help": "a model this script saved, built from the same --base and architecture: training starts from its "
-                "weights instead of a fresh head, with a new learning-rate schedule (a warm restart); with more "
-                "--encoder_layers than it has, the extra blocks start as the identity (the same scores at step 0)"})
+                "weights instead of a fresh head, with a new learning-rate schedule (a warm restart)"})
 
 
 @dataclass
@@ -156,11 +154,7 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     batches = TrainBatches(clips, extractor, round(m.window_seconds * SAMPLE_RATE), t.batch_size, seed=t.seed,
                            augment=d.augment, short_fraction=d.short_fraction, mix_fraction=d.mix_fraction,
                            pitch_shift=d.pitch_shift, pitch_shift_drums=d.pitch_shift_drums)
-    parent_layers = (json.loads((Path(m.init_from) / "config.json").read_text()).get("encoder_layers")
-                     if m.init_from else None)
-    new_blocks = (tuple(f"encoder.layers.{i}." for i in range(parent_layers, m.encoder_layers))
-                  if parent_layers and m.encoder_layers and m.encoder_layers > parent_layers else ())
-    optimizer = torch.optim.AdamW(param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay, new=new_blocks))
+    optimizer = torch.optim.AdamW(param_groups(model, t.head_lr, t.encoder_lr, t.weight_decay))
     schedule = get_cosine_schedule_with_warmup(optimizer, max(1, int(t.warmup_fraction * t.max_steps)), t.max_steps)
     loss_fn = torch.nn.BCEWithLogitsLoss()
 
@@ -175,8 +169,8 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         if history:  # wall time counts the whole run, not just the part since the resume
             started -= history[-1]["elapsed_s"]
         log.info("resumed from %s at step %d", ckpt, step)
-    elif m.init_from:  # a larger --encoder_layers grows the saved model; its new blocks learn at the head's rate
-        (grow_weights if new_blocks else load_weights)(model, Path(m.init_from))
+    elif m.init_from:
+        load_weights(model, Path(m.init_from))
     else:
         init_head_from_data(model, batches, n_batches=t.init_batches)
     record = _record(m, d, t, argv)

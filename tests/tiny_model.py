@@ -7,14 +7,14 @@ from pathlib import Path
 from instrusense.taxonomy import LABELS
 
 
-def make_tiny_whisper(out: Path, window_seconds: int = 3, seed: int = 0, encoder_layers: int = 1) -> Path:
-    """A tiny (by default 1-layer) Whisper audio classifier over the taxonomy, with a window-long positional table."""
+def make_tiny_whisper(out: Path, window_seconds: int = 3, seed: int = 0) -> Path:
+    """A 1-layer Whisper audio classifier over the taxonomy, with a window-long positional table."""
     import torch
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
 
     torch.manual_seed(seed)
     config = WhisperConfig(
-        d_model=16, encoder_layers=encoder_layers, encoder_attention_heads=2, encoder_ffn_dim=32,
+        d_model=16, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32,
         decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=32, vocab_size=64,
         num_mel_bins=80, max_source_positions=window_seconds * 50, max_target_positions=8,
         pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=1,
