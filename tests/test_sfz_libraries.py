@@ -24,7 +24,7 @@ DATA_SOURCES = Path(__file__).resolve().parents[1].parent / "shared" / "DATA-SOU
 FORBIDDEN = ("weresax", "jlearman", "cp80", "peastman/sso", "jrhodes", "discord", "virtual playing orchestra")
 HELDOUT = {"bear_sax", "ganjo", "pastabass", "black_and_green_guitars", "headroom_piano", "sneakybass", "sams_sonor",
            "belofilms_strums", "iowa_vibraphone", "iowa_tuba", "vcsl_pipe_organ",
-           "mtg_violin", "mtg_cello", "mtg_trumpet"}
+           "mtg_violin", "mtg_cello", "mtg_trumpet", "mda_epiano_rhodes"}
 
 
 def test_manifest_is_valid():

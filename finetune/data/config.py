@@ -39,6 +39,8 @@ class BuildConfig:
     libraries: str | None = field(default=None, metadata={
         "help": "folder of fetched real sample libraries (python -m finetune.data.libraries fetch): train-role "
                 "ones join the train split, held-out ones make the real_heldout split; none: no real libraries"})
+    manifest: str | None = field(default=None, metadata={
+        "help": "the real-library manifest whose roles the build follows; none: finetune/data/libraries.json"})
     quiet: bool = field(default=False, metadata={"help": "no progress bar"})
 
     def check(self) -> None:

@@ -36,7 +36,7 @@ STAMP = ".instrusense-commit"  # written after a complete extraction: the commit
 
 def load_manifest(path: str | Path | None = None) -> tuple[LibrarySpec, ...]:
     """The manifest's entries (default :data:`MANIFEST`), checked: taxonomy labels, known roles, unique
-    names, sfz or folder given."""
+    names, sfz, folder or unpack given."""
     path = MANIFEST if path is None else path
     raw = json.loads(Path(path).read_text())["libraries"]
     specs = []
@@ -47,8 +47,8 @@ def load_manifest(path: str | Path | None = None) -> tuple[LibrarySpec, ...]:
             raise ValueError(f"{where}: {e.get('label')!r} is not a taxonomy label; valid: {sorted(LABEL_INDEX)}")
         if e.get("role") not in ROLES:
             raise ValueError(f"{where}: role {e.get('role')!r} is not one of {ROLES}")
-        if not e.get("sfz") and not e.get("folder"):
-            raise ValueError(f"{where}: give the .sfz file(s) or a folder")
+        if not e.get("sfz") and not e.get("folder") and not e.get("unpack"):
+            raise ValueError(f"{where}: give the .sfz file(s), a folder or an unpack")
         folder = e.get("folder") or {}
         if folder and not ({"path", "glob"} <= set(folder) and ({"note_regex", "chord_regex"} & set(folder))):
             raise ValueError(f"{where}: a folder needs path, glob, and note_regex or chord_regex")

@@ -58,6 +58,7 @@ class LibrarySpec:
     aliases: dict[str, str] = field(default_factory=dict)  # link -> target inside the checkout (Samples -> samples)
     transcode: str = ""  # samples with this suffix (".ogg": Opus, which sfizz cannot read) get a FLAC copy
     drum_map: dict[int, int] = field(default_factory=dict)  # GM key -> kit key
+    unpack: str = ""  # samples packed in source code (``mda_epiano``), unpacked to WAV and an SFZ at first use
     restriction: str = ""
 
     @property

@@ -6,11 +6,12 @@
 ``real_heldout`` plays each held-out library through the sampler (40 clips of notes and phrases, drawn with the
 other labels). The hidden orchestral set issue 38 is judged on is recorded single notes, so this scores each file of
 a held-out plain-folder library of the manifest (``role: heldout`` with a ``folder``: the files its ``glob`` and
-``note_regex`` or ``chord_regex`` take, as the build takes them) through the library's own file analysis, the path of
-``python -m instrusense analyze``. Per library: files, top-1 for each model, the labels it names instead, and each
-model's difference from the first, paired by file, with its bootstrap standard error (the tolerance a per-label bar
-is read with). Fetch the libraries first (``python -m finetune.data.libraries fetch``); a library whose samples the
-sampler cannot read gets its FLAC copies here as in a build; one not fetched is left out with a warning.
+``note_regex`` or ``chord_regex`` take, as the build takes them; with an ``unpack``: the held notes it writes)
+through the library's own file analysis, the path of ``python -m instrusense analyze``. Per library: files,
+top-1 for each model, the labels it names instead, and each model's difference from the first, paired by file,
+with its bootstrap standard error (the tolerance a per-label bar is read with). Fetch the libraries first
+(``python -m finetune.data.libraries fetch``); a library whose samples the sampler cannot read gets its FLAC
+copies here as in a build; one not fetched is left out with a warning.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from transformers import HfArgumentParser
 
-from finetune.data.engines.sfz import folder_files, transcode_to_flac
+from finetune.data.engines.sfz import folder_files, transcode_to_flac, unpacked_sfz
 from finetune.data.libraries import library_root, load_manifest
 from finetune.data.sources import LibrarySpec
 from finetune.evaluation.evaluate import gather_models, model_specs
@@ -39,8 +40,8 @@ log = logging.getLogger("finetune.evaluation.heldout_files")
 
 
 def heldout_folders(specs: tuple[LibrarySpec, ...], names: list[str] | None = None) -> list[LibrarySpec]:
-    """The held-out plain-folder libraries of the manifest (all of them, or those named)."""
-    chosen = [s for s in specs if s.role == "heldout" and s.folder]
+    """The held-out plain-folder and unpacked libraries of the manifest (all of them, or those named)."""
+    chosen = [s for s in specs if s.role == "heldout" and (s.folder or s.unpack)]
     if names:
         unknown = sorted(set(names) - {s.name for s in chosen})
         if unknown:
@@ -53,6 +54,8 @@ def library_files(spec: LibrarySpec, root: Path) -> list[Path]:
     """Every file the build would map for ``spec`` (not only the first per key): a recorded note or strum each.
     Samples the build copies to FLAC first (``transcode``) are copied here the same way."""
     checkout = library_root(spec, root)
+    if spec.unpack:  # samples packed in source code: the held notes the unpacker wrote, one per recording
+        return sorted(unpacked_sfz(spec, checkout).parent.glob("*.wav")) if checkout.is_dir() else []
     if spec.transcode and checkout.is_dir():
         transcode_to_flac(checkout, spec.transcode)
     pattern = spec.folder.get("note_regex") or spec.folder["chord_regex"]

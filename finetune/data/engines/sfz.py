@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from finetune.data import mda_epiano
 from finetune.data.engines.base import Engine, events
 from finetune.data.music import Part
 from finetune.data.schema import SAMPLE_RATE
@@ -29,6 +30,7 @@ NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 MAX_TAIL_BLOCKS = 1000  # after a clip: blocks rendered at most while released voices die out
 STRUM_KEYS = 48  # a chord folder's roots sit on C3–B3
 ACCIDENTALS = {"#": 1, "s": 1, "sharp": 1, "b": -1, "flat": -1, "": 0}
+UNPACKERS = {"mda_epiano": mda_epiano.unpack}  # a manifest's ``unpack``: checkout -> the SFZ it wrote
 
 
 def note_number(name: str) -> int:
@@ -150,6 +152,8 @@ def sfz_files(spec: LibrarySpec, root: Path) -> list[Path]:
             (root / link).symlink_to(target)
     if spec.transcode:
         transcode_to_flac(root, spec.transcode)
+    if spec.unpack:
+        return [unpacked_sfz(spec, root)]
     out_dir = root / GENERATED
     if spec.folder:
         out_dir.mkdir(exist_ok=True)
@@ -170,6 +174,13 @@ def sfz_files(spec: LibrarySpec, root: Path) -> list[Path]:
             path = resolved
         files.append(path)
     return files
+
+
+def unpacked_sfz(spec: LibrarySpec, root: Path) -> Path:
+    """The SFZ that the library's unpacker writes (once) from samples packed in source code."""
+    if spec.unpack not in UNPACKERS:
+        raise ValueError(f"library {spec.name}: unknown unpack {spec.unpack!r}; valid: {sorted(UNPACKERS)}")
+    return UNPACKERS[spec.unpack](root)
 
 
 def is_chord_folder(spec: LibrarySpec) -> bool:

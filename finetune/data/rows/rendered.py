@@ -22,7 +22,7 @@ from tqdm import tqdm
 from finetune.data.config import BuildConfig
 from finetune.data.engines import available, make_renderer
 from finetune.data.engines.base import Engine
-from finetune.data.libraries import library_sources
+from finetune.data.libraries import library_sources, load_manifest
 from finetune.data.mixing import SILENCE_PEAK, assemble
 from finetune.data.music import Note, Part, choose_kind, make_part
 from finetune.data.rows.base import RowSource, Stats, flac_bytes
@@ -105,11 +105,11 @@ def open_library(name: str, source: Source | None = None) -> Library:
     return Library(name, renderer, by_label, excluded)
 
 
-def open_real_libraries(root: Path) -> dict[str, Library]:
+def open_real_libraries(root: Path, manifest: str | Path | None = None) -> dict[str, Library]:
     """The manifest's real libraries fetched under ``root`` that load and have a sounding program; the
     others are logged and left out (a missing checkout, or no .sfz that loads)."""
     out = {}
-    for name, src in library_sources(root).items():
+    for name, src in library_sources(root, load_manifest(manifest)).items():
         if not available(src):
             log.warning("real library %s: no checkout at %s (run python -m finetune.data.libraries fetch), "
                         "left out", name, src.path)
@@ -161,7 +161,7 @@ def open_libraries(config: BuildConfig) -> Libraries:
     libs = {n: open_library(n) for n in names}
     real_held: list[str] = []
     if config.libraries is not None:
-        real_libs = open_real_libraries(Path(config.libraries))
+        real_libs = open_real_libraries(Path(config.libraries), config.manifest)
         libs.update(real_libs)
         train_names += [n for n, lib in real_libs.items() if lib.renderer.source.library.role == "train"]
         real_held = [n for n, lib in real_libs.items() if lib.renderer.source.library.role == "heldout"]
