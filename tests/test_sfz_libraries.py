@@ -201,6 +201,10 @@ def test_fetch_extracts_the_pinned_commit_once(tmp_path):
     assert fetch((spec,), out, mirrors) == {"owner/lib": "present"}
     missing = LibrarySpec(**{**spec.__dict__, "repo": "owner/absent"})
     assert fetch((missing,), out, mirrors) == {"owner/absent": "no mirror"}
+    git("clone", "-q", str(work), str(mirrors / "owner+clone" / "repo"))  # a snapshot with a work tree
+    cloned = LibrarySpec(**{**spec.__dict__, "repo": "owner/clone"})
+    assert fetch((cloned,), out, mirrors) == {"owner/clone": "extracted"}
+    assert (out / "owner+clone" / "keep" / "a.sfz").read_text() == "<region> sample=x.wav\n"
 
 
 def _deb(root: Path) -> Path:

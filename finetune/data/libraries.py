@@ -2,9 +2,9 @@
 
     python -m finetune.data.libraries fetch --mirrors /work/.mirror --out cache/libraries
 
-extracts every library of the manifest from a bare git mirror (``OWNER+NAME/repo`` under
-``--mirrors``) with ``git archive COMMIT``, or, without ``--mirrors``, from a shallow clone of its
-GitHub repository. A library from a Debian package (``repo`` ``debian:PACKAGE``, ``commit`` the package
+extracts every library of the manifest from a bare git mirror (``OWNER+NAME/repo`` under ``--mirrors``, or
+its ``.git`` where the snapshot is a clone with a work tree) with ``git archive COMMIT``, or, without
+``--mirrors``, from a shallow clone of its GitHub repository. A library from a Debian package (``repo`` ``debian:PACKAGE``, ``commit`` the package
 version) is downloaded with ``apt-get download`` and unpacked with ``dpkg-deb``. A library already
 extracted at its commit is skipped. A blob missing from a mirror (very large files may be absent) is
 skipped with a warning.
@@ -167,6 +167,8 @@ def fetch(specs: tuple[LibrarySpec, ...], out: Path, mirrors: Path | None = None
                 missing = 0
             elif mirrors is not None:
                 git_dir = Path(mirrors) / group[0].checkout / "repo"
+                if (git_dir / ".git").is_dir():  # some snapshots are clones with a work tree
+                    git_dir = git_dir / ".git"
                 if not git_dir.is_dir():
                     log.warning("%s: no mirror at %s, skipped", repo, git_dir)
                     status[repo] = "no mirror"
