@@ -8,7 +8,7 @@ SAMPLE_RATE = 16000
 FPS = 10  # activity frames per second: frame i covers [i/10, (i+1)/10) s
 # The dataset every command reads unless told otherwise: the build models are chosen and evaluated on
 # (finetune/README.md, "Training data"; the shipped model's last stage trained on v6, whose train split v8 extends).
-DEFAULT_DATASET = "data/instruments-v8"
+DEFAULT_DATASET = "data/instruments-v9"
 
 
 def features() -> datasets.Features:

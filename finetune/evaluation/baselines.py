@@ -1,7 +1,7 @@
 """The two baselines the fine-tuned model is measured against, trained on the same data.
 
-    python -m finetune.evaluation.baselines mfcc [--dataset data/instruments-v8] --out runs/baselines/mfcc
-    python -m finetune.evaluation.baselines ast [--dataset data/instruments-v8] --max_steps 3000 \
+    python -m finetune.evaluation.baselines mfcc [--dataset data/instruments-v9] --out runs/baselines/mfcc
+    python -m finetune.evaluation.baselines ast [--dataset data/instruments-v9] --max_steps 3000 \
         --run_dir runs/baselines/ast --output_dir runs/baselines/ast/model --threads 2
 
 * ``mfcc`` — the classic baseline: MFCC statistics (40 coefficients and their deltas, mean and std

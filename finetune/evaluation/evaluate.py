@@ -1,6 +1,6 @@
 """One command, one table: every model on the same held-out and real clips, scored the same way.
 
-    python -m finetune.evaluation.evaluate [--dataset data/instruments-v8] --model mfcc=runs/baselines/mfcc \
+    python -m finetune.evaluation.evaluate [--dataset data/instruments-v9] --model mfcc=runs/baselines/mfcc \
         --model ast=runs/baselines/ast/model --model whisper=models/instrusense \
         --model whisper_int8=models/instrusense:int8 --out finetune/results \
         [--card models/instrusense/README.md] [--limit N] [--carry_over]

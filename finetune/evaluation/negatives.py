@@ -1,6 +1,6 @@
 """How often a model stays quiet on sounds that are no instrument: the held-out ``negatives`` split.
 
-    python -m finetune.evaluation.negatives --model models/instrusense [--dataset data/instruments-v8] [--out DIR]
+    python -m finetune.evaluation.negatives --model models/instrusense [--dataset data/instruments-v9] [--out DIR]
 
 Every clip is scored as `python -m instrusense analyze` scores a file (`finetune.scoring.score_clips`,
 int8 on the CPU as the app runs by default); a clip is *clean* when no label reaches the threshold

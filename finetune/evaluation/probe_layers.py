@@ -4,7 +4,7 @@ Frozen encoder, time-mean of every hidden state on one 3 s crop per clip (traini
 a logistic-regression probe per layer; prints top-1 / family accuracy on the held-out library and
 on real recordings. Used to choose how many encoder blocks the classifier keeps.
 
-    python -m finetune.evaluation.probe_layers --dataset data/instruments-v8 --train-limit 800
+    python -m finetune.evaluation.probe_layers --dataset data/instruments-v9 --train-limit 800
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Real mixtures: duos and trios summed from real recordings no model trained on, scored as the CLI scores them.
 
-    python -m finetune.evaluation.real_mixtures --dataset data/instruments-v8 \
+    python -m finetune.evaluation.real_mixtures --dataset data/instruments-v9 \
         --model shipped=models/instrusense:int8 [--model NAME=PATH[:int8] ...] [--out finetune/results/real_mixtures]
 
 Issue 38 (item 3): the validation mixtures are rendered; a musician's recording holds real instruments. The

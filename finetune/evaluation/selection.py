@@ -1,6 +1,6 @@
 """May a candidate replace the shipped model? The README's selection rule, as a command.
 
-    python -m finetune.evaluation.selection --candidate DIR [--dataset data/instruments-v8] [--shipped models/instrusense] [--int8]
+    python -m finetune.evaluation.selection --candidate DIR [--dataset data/instruments-v9] [--shipped models/instrusense] [--int8]
 
 Real first, rendered second, and no label left behind (issue 27). All parts must hold:
 

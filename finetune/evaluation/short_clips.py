@@ -1,6 +1,6 @@
 """How well short recordings are named: real single-instrument clips cut to their loudest 0.1 / 0.25 / 0.5 s.
 
-    python -m finetune.evaluation.short_clips --models runs/a models/instrusense [--dataset data/instruments-v8]
+    python -m finetune.evaluation.short_clips --models runs/a models/instrusense [--dataset data/instruments-v9]
 
 Issue 27 asks that 0.1–0.5 s recordings (a drum one-shot, a staccato note, a sample-library file) are
 analysed and score like long ones. Every cut is scored as `python -m instrusense analyze` scores a file of
