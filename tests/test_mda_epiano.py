@@ -142,3 +142,12 @@ def test_held_out_unpacked_library_is_scored_file_by_file(tmp_path):
     files = library_files(held, tmp_path)
     assert [f.name for f in files][:2] == ["key057_layer1.wav", "key057_layer2.wav"] and len(files) == 5
     assert library_files(replace(held, repo="owner/absent"), tmp_path) == []
+
+
+def test_a_table_shorter_than_its_keygroups_is_refused_before_anything_is_written(tmp_path):
+    checkout = make_plugin(tmp_path)
+    data = checkout / mda_epiano.DATA_FILE
+    data.write_text("short epianoData[] = {\n1,2,3,\n};\n")
+    with pytest.raises(ValueError, match="keygroups reach"):
+        mda_epiano.unpack(checkout)
+    assert not (checkout / mda_epiano.OUT_DIR).exists()

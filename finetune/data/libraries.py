@@ -4,10 +4,10 @@
 
 extracts every library of the manifest from a bare git mirror (``OWNER+NAME/repo`` under ``--mirrors``, or
 its ``.git`` where the snapshot is a clone with a work tree) with ``git archive COMMIT``, or, without
-``--mirrors``, from a shallow clone of its GitHub repository. A library from a Debian package (``repo`` ``debian:PACKAGE``, ``commit`` the package
-version) is downloaded with ``apt-get download`` and unpacked with ``dpkg-deb``. A library already
-extracted at its commit is skipped. A blob missing from a mirror (very large files may be absent) is
-skipped with a warning.
+``--mirrors``, from a shallow clone of its GitHub repository. A library from a Debian package (``repo``
+``debian:PACKAGE``, ``commit`` the package version) is downloaded with ``apt-get download`` and unpacked with
+``dpkg-deb``. A library already extracted at its commit is skipped. A blob missing from a mirror (very large
+files may be absent) is skipped with a warning.
 """
 
 from __future__ import annotations

@@ -119,9 +119,11 @@ def unpack(checkout: Path) -> Path:
     if sfz.is_file():
         return sfz
     groups = parse_keygroups((Path(checkout) / CODE_FILE).read_text(errors="replace"))
-    waves = crossfade_loops(parse_samples((Path(checkout) / DATA_FILE).read_text(errors="replace")), groups)
-    if max(g.end for g in groups) >= len(waves):
-        raise ValueError(f"{DATA_FILE}: {len(waves)} samples, the keygroups reach {max(g.end for g in groups)}")
+    waves = parse_samples((Path(checkout) / DATA_FILE).read_text(errors="replace"))
+    reach = max(g.end for g in groups)  # the crossfade writes at ``end``; playback interpolates up to it
+    if reach >= len(waves):
+        raise ValueError(f"{DATA_FILE}: {len(waves)} samples, the keygroups reach {reach}")
+    waves = crossfade_loops(waves, groups)
     out.mkdir(parents=True, exist_ok=True)
     files, written = [], {}
     for k, g in enumerate(groups):
