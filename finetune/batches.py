@@ -32,23 +32,10 @@ class TrainBatches:
     pitch_shift: float = 0.0
     pitch_shift_drums: bool = True
 
-    def _draws(self, step: int) -> tuple[np.random.Generator, int, np.ndarray]:
-        """Batch ``step``'s generator after its first draws, its augmentation seed and the clips it is built on."""
-        rng = np.random.default_rng([self.seed, step])
-        augment_seed = int(rng.integers(2**62))
-        return rng, augment_seed, rng.integers(0, len(self.clips), self.batch_size)
-
-    def rendered(self, step: int) -> np.ndarray:
-        """Per example of batch ``step``: whether the clip it is built on is rendered rather than a real recording
-        (every example, when the clips carry no origin)."""
-        _, _, idx = self._draws(step)
-        if not self.clips.origins:
-            return np.ones(len(idx), bool)
-        return np.array([self.clips.origins[i] != "real" for i in idx])
-
     def batch(self, step: int) -> tuple[dict, torch.Tensor]:
-        rng, augment_seed, idx = self._draws(step)
-        gen = torch.Generator().manual_seed(augment_seed)
+        rng = np.random.default_rng([self.seed, step])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        idx = rng.integers(0, len(self.clips), self.batch_size)
         waves, targets = [], np.zeros((self.batch_size, len(LABELS)), np.float32)
         for b, i in enumerate(idx):
             wave, start, span = self._source_window(int(i), rng)

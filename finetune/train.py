@@ -104,9 +104,6 @@ class TrainArguments:
     family_loss: float = field(default=1.0, metadata={
         "help": "weight of a second BCE on the eight families (a family's logit: logsumexp of its labels' logits), "
                 "so that a mistake across families costs more than one inside a family; 0: off"})
-    distill: float = field(default=0.0, metadata={
-        "help": "with --init_from: weight of a BCE toward that model's own scores on the examples built on a rendered "
-                "clip, so that a restart learning real recordings keeps what the model did on rendered ones; 0: off"})
 
 
 _FAMILY_COLUMNS = [[LABEL_INDEX[label] for label in labels] for labels in FAMILIES.values()]
@@ -148,14 +145,6 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
     model, extractor = build_classifier(m.base, window_seconds=m.window_seconds, encoder_layers=m.encoder_layers,
                                         projector_size=m.projector_size)
     model.to(device)
-    teacher = None
-    if t.distill:
-        if not m.init_from:
-            raise ValueError("--distill needs --init_from: the model whose scores on rendered clips it keeps")
-        teacher, _ = build_classifier(m.base, window_seconds=m.window_seconds, encoder_layers=m.encoder_layers,
-                                      projector_size=m.projector_size)
-        load_weights(teacher, Path(m.init_from))
-        teacher.to(device).eval().requires_grad_(False)
     log.info("training on %s%s", device, " (bfloat16 autocast)" if device.type == "cuda" else "")
     started = time.time()
     clips = load_clips(d.dataset, d.train_split)
@@ -199,12 +188,6 @@ def train(m: ModelArguments, d: DataArguments, t: TrainArguments, argv: list[str
         loss = loss_fn(logits, targets)
         if t.family_loss:
             loss = loss + t.family_loss * loss_fn(family_logits(logits), family_targets(targets))
-        if teacher is not None:
-            keep = torch.from_numpy(batches.rendered(step)).to(device)  # `step`: this batch's number
-            if keep.any():
-                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    kept = teacher(**{k: v[keep] for k, v in inputs.items()}).logits.float().sigmoid()
-                loss = loss + t.distill * loss_fn(logits[keep], kept)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -105,17 +105,3 @@ def test_short_examples_go_down_to_a_tenth_of_a_second():
     waves, _ = _raw_batch(_tone_clips(), short_fraction=1.0)
     sounding = (np.abs(waves) > 0).sum(1) / 16000
     assert sounding.min() < 0.5 and sounding.min() >= 0.1 - 1e-3 and sounding.max() < 3.0
-
-
-def test_rendered_marks_the_examples_built_on_rendered_clips():
-    from finetune.batches import TrainBatches
-
-    clips = _tone_clips()
-    clips.origins = ["rendered", "real", "rendered", "real"]  # flute, cello, piano, tuba
-    batches = TrainBatches(clips, _stack, 48000, 32, seed=3, augment=False)
-    _, targets = batches.batch(0)
-    rendered_label = targets[:, [LABELS.index("flute"), LABELS.index("piano")]].sum(1).numpy() == 1
-    assert 0 < rendered_label.sum() < 32
-    assert (batches.rendered(0) == rendered_label).all()
-    clips.origins = []  # clips of unknown origin count as rendered
-    assert batches.rendered(0).all()

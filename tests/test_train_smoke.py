@@ -117,36 +117,6 @@ def test_init_from_starts_from_a_saved_models_weights_and_refuses_another_archit
     assert "averaged" in json.loads((tmp_path / "soup" / "training_run.json").read_text())["parent"]
 
 
-
-@pytest.mark.slow
-def test_distill_pulls_rendered_examples_toward_the_init_model_and_needs_one(tiny_whisper, tiny_dataset, tmp_path):
-    """At zero learning rates the model is the one it started from, so the distillation term is the entropy of its
-    own scores: positive on rendered examples, absent on real ones."""
-    def run(name, dataset, **kw):
-        return train(ModelArguments(base=tiny_whisper, window_seconds=3.0, projector_size=8,
-                                    init_from=kw.pop("init_from", str(tmp_path / "start"))),
-                     DataArguments(dataset=dataset, eval_splits="validation", augment=False),
-                     TrainArguments(output_dir=str(tmp_path / name), run_dir=str(tmp_path / f"run-{name}"),
-                                    max_steps=2, batch_size=4, eval_every=2, head_lr=0.0, encoder_lr=0.0, **kw))
-
-    train(ModelArguments(base=tiny_whisper, window_seconds=3.0, projector_size=8),
-          DataArguments(dataset=tiny_dataset, eval_splits="validation"),
-          TrainArguments(output_dir=str(tmp_path / "start"), run_dir=str(tmp_path / "run-start"), max_steps=2,
-                         batch_size=4, eval_every=2))
-    real = tmp_path / "real-data"
-    ds = datasets.load_from_disk(tiny_dataset)
-    datasets.DatasetDict({k: v.map(lambda _: {"origin": "real"}) for k, v in ds.items()}).save_to_disk(str(real))
-
-    def loss(name, dataset, distill):
-        return run(name, dataset, distill=distill)["history"][-1]["loss"]
-
-    assert loss("rendered-kd", tiny_dataset, 1.0) > loss("rendered", tiny_dataset, 0.0) + 1e-3
-    assert loss("real-kd", str(real), 1.0) == pytest.approx(loss("real", str(real), 0.0), abs=1e-6)
-    record = json.loads((tmp_path / "rendered-kd" / "training_run.json").read_text())
-    assert record["train"]["distill"] == 1.0
-    with pytest.raises(ValueError, match="--init_from"):
-        run("no-init", tiny_dataset, distill=1.0, init_from=None)
-
 def test_family_scores_follow_the_taxonomy():
     import torch
 
