@@ -29,12 +29,16 @@ def topk_accuracy(scores: np.ndarray, y: np.ndarray, k: int) -> float:
     return float(np.mean([y[i, top[i]].any() for i in range(len(y))]))
 
 
+def family_hits(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per clip: whether its top prediction is in the family of a true label."""
+    pred_fam = [FAMILY_OF[LABELS[j]] for j in scores.argmax(axis=1)]
+    return np.asarray([pred_fam[i] in {FAMILY_OF[LABELS[j]] for j in np.flatnonzero(y[i])} for i in range(len(y))],
+                      dtype=bool)
+
+
 def family_accuracy(scores: np.ndarray, y: np.ndarray) -> float:
     """Share of clips whose top prediction is in the family of a true label."""
-    if len(y) == 0:
-        return float("nan")
-    pred_fam = [FAMILY_OF[LABELS[j]] for j in scores.argmax(axis=1)]
-    return float(np.mean([pred_fam[i] in {FAMILY_OF[LABELS[j]] for j in np.flatnonzero(y[i])} for i in range(len(y))]))
+    return float(family_hits(scores, y).mean()) if len(y) else float("nan")
 
 
 def mean_average_precision(scores: np.ndarray, y: np.ndarray) -> float:

@@ -119,6 +119,7 @@ def test_selection_command_scores_both_models_and_refuses_a_model_no_better_than
     out = capsys.readouterr().out
     assert f"| better on {REAL} or {NEGATIVES} | **no** |" in out and "may not replace" in out
     assert "real held-out, top-1 clips per label" in out and "| fell |" in out
+    assert "difference +0, paired-bootstrap SE 0.0 (0 lost, 0 won)" in out  # the same model: no noise to read
     assert selection_main(["--candidate", tiny_whisper, "--shipped", tiny_whisper, "--dataset", eval_dataset,
                            "--int8"]) == 1  # as the CLI scores on a CPU
     assert "may not replace" in capsys.readouterr().out
@@ -152,3 +153,18 @@ def test_real_eval_is_reported_per_label_apart_from_real_held_out():
     assert list(parts["real-eval"][1]) == ["piano", "saxophone"] and list(parts["real-eval"][0]) == [False, True]
     assert list(parts["real held-out"][1]) == ["drums", "drums", "saxophone", "banjo"]
     assert list(parts["real held-out"][0]) == [True, True, True, False]
+
+
+def test_the_family_bar_is_reported_in_clips_with_the_noise_of_the_difference():
+    from finetune.evaluation.selection import family_report
+    from finetune.metrics import family_accuracy, family_hits, multi_hot
+
+    y = multi_hot(VAL[:3] + VAL[4:])  # the single-label clips
+    shipped = family_hits(_scores(VAL[:3] + VAL[4:]), y)
+    candidate = family_hits(_scores(VAL[:3] + VAL[4:], {1, 4}), y)  # violin and oboe ranked last: piano wins
+    assert list(shipped) == [True] * 5 and family_accuracy(_scores(VAL[:3] + VAL[4:], {1, 4}), y) == 0.6
+    line = family_report(candidate, shipped)
+    assert "candidate 3, shipped 5 of 5; difference -2" in line and "(2 lost, 0 won)" in line
+    se = float(line.split("SE ")[1].split(" ")[0])
+    assert 0.5 < se < 2.0  # two of five clips disagree: a binomial spread of about 1.1 clips
+    assert "SE 0.0 (0 lost, 0 won)" in family_report(shipped, shipped)

@@ -19,7 +19,9 @@ Real first, rendered second, and no label left behind (issue 27). All parts must
 5. every bar of the issue on held-out clips that the shipped model meets, the candidate meets too;
 6. it is better on something the issue asks for: the real held-out macro or the negatives' clean share is higher.
 
-Below the verdict, per label on real held-out and on real-eval, both models' top-1 clips and whether a label *fell*
+Below the verdict, the validation solo family bar in clips, with the paired-bootstrap standard error of the two
+models' difference (rule 5 reads that bar without a tolerance; the line is there to read a refusal by a clip or two);
+then per label on real held-out and on real-eval, both models' top-1 clips and whether a label *fell*
 (`label_changes`: lost more clips than one paired-bootstrap standard error or one clip, whichever is larger), the
 tolerance an experiment's pre-registered per-label bars are read with (issue 38).
 
@@ -41,7 +43,7 @@ from finetune.data.clips import Clips, load_clips
 from finetune.data.schema import DEFAULT_DATASET
 from finetune.evaluation.evaluate import BARS, hf_scorer, part_mask, score_parts
 from finetune.evaluation.negatives import BAR as NEGATIVES_BAR, summarise
-from finetune.metrics import mean_average_precision, multi_hot, per_label_top1, solo_mask
+from finetune.metrics import family_hits, mean_average_precision, multi_hot, per_label_top1, solo_mask
 from instrusense.settings import Settings
 from instrusense.taxonomy import LABELS
 from instrusense.logs import configure_logging
@@ -91,6 +93,12 @@ def pooled_groups(labels: np.ndarray) -> np.ndarray:
     return np.asarray([lab if lab in common else RARE for lab in labels], dtype=object)
 
 
+def difference_se(diff: np.ndarray, rng: np.random.Generator, draws: int = DRAWS) -> float:
+    """Paired-bootstrap standard error of ``diff.sum()``, a per-clip difference in hits (candidate minus shipped):
+    the same clips are drawn for both models, so what both get right or wrong cancels."""
+    return float(diff[rng.integers(0, len(diff), (draws, len(diff)))].sum(axis=1).std()) if len(diff) else 0.0
+
+
 def label_changes(candidate: np.ndarray, shipped: np.ndarray, labels: np.ndarray,
                   draws: int = DRAWS, seed: int = 0) -> list[dict]:
     """Per label, both models' hits and whether the candidate *fell*: lost more clips than its tolerance, one
@@ -101,7 +109,7 @@ def label_changes(candidate: np.ndarray, shipped: np.ndarray, labels: np.ndarray
     for label in sorted(set(labels), key=LABELS.index):
         idx = np.flatnonzero(labels == label)
         diff = candidate[idx].astype(int) - shipped[idx].astype(int)
-        tolerance = max(float(diff[rng.integers(0, len(idx), (draws, len(idx)))].sum(axis=1).std()), 1.0)
+        tolerance = max(difference_se(diff, rng, draws), 1.0)
         rows.append({"label": label, "clips": len(idx), "candidate": int(candidate[idx].sum()),
                      "shipped": int(shipped[idx].sum()), "tolerance": tolerance, "fell": diff.sum() < -tolerance})
     return rows
@@ -114,6 +122,16 @@ def label_report(name: str, rows: list[dict]) -> str:
     lines += [f"| {r['label']} | {r['clips']} | {r['candidate']} | {r['shipped']} | {r['tolerance']:.1f} | "
               f"{'**yes**' if r['fell'] else 'no'} |" for r in rows]
     return "\n".join(lines)
+
+
+def family_report(candidate: np.ndarray, shipped: np.ndarray, draws: int = DRAWS, seed: int = 0) -> str:
+    """The validation solo family bar in clips, with the noise of the two models' difference beside it. Rule 5 reads
+    the bar without a tolerance; this line is what a reader of a one-clip refusal needs, not a check."""
+    diff = candidate.astype(int) - shipped.astype(int)
+    se = difference_se(diff, np.random.default_rng(seed), draws)
+    return (f"validation solo family, clips (not a check): candidate {int(candidate.sum())}, shipped "
+            f"{int(shipped.sum())} of {len(diff)}; difference {int(diff.sum()):+d}, paired-bootstrap SE {se:.1f} "
+            f"({int((diff < 0).sum())} lost, {int((diff > 0).sum())} won).")
 
 
 def group_macro(hits: np.ndarray, groups: np.ndarray) -> float:
@@ -221,11 +239,14 @@ def main(argv: list[str] | None = None) -> int:
                   if s in present}
         real_labels = labels_with_real_data(present["train"]) if "train" in present else frozenset()
         log.info("labels with real training data: %s", sorted(real_labels))
-        metrics, hits, per_label = {}, {}, {}
+        metrics, hits, per_label, family = {}, {}, {}, {}
+        val_y = multi_hot(splits["validation"].labels)
+        val_solo = solo_mask(val_y)
         for name in (args.candidate, args.shipped):
             scorer, _ = hf_scorer(name, args.batch_size, quantize=args.int8, device=args.device)
             scores = {s: scorer(c) for s, c in splits.items()}
             metrics[name] = rule_metrics(scores, splits, real_labels)
+            family[name] = family_hits(scores["validation"][val_solo], val_y[val_solo])
             per_label[name] = real_hits(scores, splits)
             hits[name], labels = per_label[name]["real held-out"]  # held_out_hits, from the hits already taken
             groups = pooled_groups(labels)
@@ -236,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     candidate, shipped = metrics[args.candidate], metrics[args.shipped]
     checks = judge(candidate, shipped, paired_standard_error(hits[args.candidate], hits[args.shipped], groups))
     print(report(candidate, shipped, checks))
+    print("\n" + family_report(family[args.candidate], family[args.shipped]))
     for part, (labels_hit, labels) in per_label[args.shipped].items():  # the same clips in the same order for both
         if len(labels):
             rows = label_changes(per_label[args.candidate][part][0], labels_hit, labels)
