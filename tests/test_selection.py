@@ -159,10 +159,11 @@ def test_the_family_bar_is_reported_in_clips_with_the_noise_of_the_difference():
     from finetune.evaluation.selection import family_report
     from finetune.metrics import family_accuracy, family_hits, multi_hot
 
-    y = multi_hot(VAL[:3] + VAL[4:])  # the single-label clips
-    shipped = family_hits(_scores(VAL[:3] + VAL[4:]), y)
-    candidate = family_hits(_scores(VAL[:3] + VAL[4:], {1, 4}), y)  # violin and oboe ranked last: piano wins
-    assert list(shipped) == [True] * 5 and family_accuracy(_scores(VAL[:3] + VAL[4:], {1, 4}), y) == 0.6
+    solo = VAL[:3] + VAL[4:]  # the single-label clips
+    y = multi_hot(solo)
+    shipped = family_hits(_scores(solo), y)
+    candidate = family_hits(_scores(solo, {1, 4}), y)  # violin and oboe ranked last: piano wins
+    assert list(shipped) == [True] * 5 and family_accuracy(_scores(solo, {1, 4}), y) == 0.6
     line = family_report(candidate, shipped)
     assert "candidate 3, shipped 5 of 5; difference -2" in line and "(2 lost, 0 won)" in line
     se = float(line.split("SE ")[1].split(" ")[0])
